@@ -1,0 +1,261 @@
+package netif
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// dumpRetries bounds how often an address dump is retried when the kernel
+// reports that it changed while being read.
+const dumpRetries = 3
+
+// A Link is one network interface, in the network namespace of the netlink
+// handle it was opened with.
+//
+// The name, index and hardware address are read once, by Open or OpenWith.
+// If the interface is deleted and created again, open it again.
+type Link struct {
+	h    *netlink.Handle
+	link netlink.Link
+}
+
+// Open opens the interface called name in the caller's network namespace.
+func Open(name string) (*Link, error) {
+	return OpenWith(nil, name)
+}
+
+// OpenWith opens the interface called name through h, and so in the network
+// namespace h was created in (see netlink.NewHandleAt). A nil h means the
+// caller's network namespace. The Link uses h for every later operation, so
+// h must stay open as long as the Link is used.
+func OpenWith(h *netlink.Handle, name string) (*Link, error) {
+	h = handle(h)
+	l, err := h.LinkByName(name)
+	if err != nil {
+		return nil, fmt.Errorf("netif: open %q: %w", name, err)
+	}
+	return &Link{h: h, link: l}, nil
+}
+
+// handle returns h, or for nil a handle on the caller's network namespace.
+func handle(h *netlink.Handle) *netlink.Handle {
+	if h == nil {
+		// A zero Handle opens a netlink socket per request in the calling
+		// thread's namespace, as netlink's package-level functions do.
+		return &netlink.Handle{}
+	}
+	return h
+}
+
+// Name returns the interface name.
+func (l *Link) Name() string { return l.link.Attrs().Name }
+
+// Index returns the interface index.
+func (l *Link) Index() int { return l.link.Attrs().Index }
+
+// HardwareAddr returns the interface's link-layer address; it is empty for
+// interfaces without one.
+func (l *Link) HardwareAddr() net.HardwareAddr {
+	return slices.Clone(l.link.Attrs().HardwareAddr)
+}
+
+// Bind adds a to the interface as a host prefix (/32 for IPv4, /128 for IPv6
+// with IFA_F_NODAD). An IPv4-mapped IPv6 address is bound as IPv4.
+//
+// Bind is idempotent: if a is already on the interface, with any prefix
+// length, Bind changes nothing and returns false and a nil error. It returns
+// true only when it added the address.
+//
+// The zero Addr, an unspecified, multicast or zoned address is rejected.
+func (l *Link) Bind(a netip.Addr) (added bool, err error) {
+	p, err := hostPrefix(a)
+	if err != nil {
+		return false, fmt.Errorf("netif: bind on %s: %w", l.Name(), err)
+	}
+	present, err := l.has(p.Addr())
+	if err != nil {
+		return false, fmt.Errorf("netif: bind %s on %s: %w", p.Addr(), l.Name(), err)
+	}
+	if present {
+		return false, nil
+	}
+	na := &netlink.Addr{IPNet: ipNet(p)}
+	if p.Addr().Is6() {
+		na.Flags = unix.IFA_F_NODAD
+	}
+	if err := l.h.AddrAdd(l.link, na); err != nil {
+		if errors.Is(err, unix.EEXIST) {
+			// Added by someone else since l.has looked.
+			return false, nil
+		}
+		return false, fmt.Errorf("netif: bind %s on %s: %w", p, l.Name(), err)
+	}
+	return true, nil
+}
+
+// Unbind removes the host prefix for a (/32 or /128) from the interface.
+// It never removes an address with another prefix length, such as the
+// node's own address in its subnet.
+//
+// Unbind is idempotent: if the host prefix is not on the interface it
+// returns false and a nil error. It returns true only when it removed it.
+func (l *Link) Unbind(a netip.Addr) (removed bool, err error) {
+	p, err := hostPrefix(a)
+	if err != nil {
+		return false, fmt.Errorf("netif: unbind on %s: %w", l.Name(), err)
+	}
+	if err := l.h.AddrDel(l.link, &netlink.Addr{IPNet: ipNet(p)}); err != nil {
+		if errors.Is(err, unix.EADDRNOTAVAIL) || errors.Is(err, unix.ESRCH) {
+			return false, nil
+		}
+		return false, fmt.Errorf("netif: unbind %s from %s: %w", p, l.Name(), err)
+	}
+	return true, nil
+}
+
+// Addrs returns the host-prefix (/32 and /128) addresses on the interface,
+// sorted. These are the addresses Bind adds, together with any host-prefix
+// address something else put there.
+func (l *Link) Addrs() ([]netip.Addr, error) {
+	list, err := addrList(l.h, l.link)
+	if err != nil {
+		return nil, fmt.Errorf("netif: addresses of %s: %w", l.Name(), err)
+	}
+	var out []netip.Addr
+	for _, na := range list {
+		p, ok := prefixOf(na)
+		if ok && p.Bits() == p.Addr().BitLen() {
+			out = append(out, p.Addr())
+		}
+	}
+	slices.SortFunc(out, netip.Addr.Compare)
+	return out, nil
+}
+
+// has reports whether a is on the interface with any prefix length.
+func (l *Link) has(a netip.Addr) (bool, error) {
+	list, err := addrList(l.h, l.link)
+	if err != nil {
+		return false, err
+	}
+	for _, na := range list {
+		if p, ok := prefixOf(na); ok && p.Addr() == a {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// InterfaceFor returns the name of the interface a belongs on: the interface
+// with an on-link prefix that contains a, looked up through h (nil means the
+// caller's network namespace). An IPv4-mapped IPv6 address is looked up as
+// IPv4.
+//
+// Only interfaces that are administratively up and not loopback count, and
+// host prefixes (/32, /128) are ignored, because they are other VIPs rather
+// than subnets. The longest matching prefix wins; between equally long
+// prefixes the interface with the lowest index wins.
+func InterfaceFor(h *netlink.Handle, a netip.Addr) (string, error) {
+	p, err := hostPrefix(a)
+	if err != nil {
+		return "", fmt.Errorf("netif: interface for address: %w", err)
+	}
+	a = p.Addr()
+	h = handle(h)
+
+	links, err := h.LinkList()
+	if err != nil {
+		return "", fmt.Errorf("netif: interface for %s: list links: %w", a, err)
+	}
+	eligible := make(map[int]string, len(links))
+	for _, l := range links {
+		attrs := l.Attrs()
+		if attrs.Flags&net.FlagUp != 0 && attrs.Flags&net.FlagLoopback == 0 {
+			eligible[attrs.Index] = attrs.Name
+		}
+	}
+
+	list, err := addrList(h, nil)
+	if err != nil {
+		return "", fmt.Errorf("netif: interface for %s: %w", a, err)
+	}
+	best, bestBits, bestIndex := "", -1, 0
+	for _, na := range list {
+		name, ok := eligible[na.LinkIndex]
+		if !ok {
+			continue
+		}
+		p, ok := prefixOf(na)
+		if !ok || p.Bits() == p.Addr().BitLen() || !p.Contains(a) {
+			continue
+		}
+		if p.Bits() > bestBits || (p.Bits() == bestBits && na.LinkIndex < bestIndex) {
+			best, bestBits, bestIndex = name, p.Bits(), na.LinkIndex
+		}
+	}
+	if best == "" {
+		return "", fmt.Errorf("netif: no up, non-loopback interface has an on-link prefix containing %s", a)
+	}
+	return best, nil
+}
+
+// hostPrefix validates a as a VIP and returns its host prefix.
+func hostPrefix(a netip.Addr) (netip.Prefix, error) {
+	a = a.Unmap()
+	switch {
+	case !a.IsValid():
+		return netip.Prefix{}, errors.New("invalid (zero) address")
+	case a.IsUnspecified():
+		return netip.Prefix{}, fmt.Errorf("unspecified address %s", a)
+	case a.IsMulticast():
+		return netip.Prefix{}, fmt.Errorf("multicast address %s", a)
+	case a.Zone() != "":
+		return netip.Prefix{}, fmt.Errorf("zoned address %s", a)
+	}
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+// addrList dumps the addresses of link (all links for nil), retrying a few
+// times when the dump was interrupted by a concurrent change.
+func addrList(h *netlink.Handle, link netlink.Link) ([]netlink.Addr, error) {
+	var err error
+	for range dumpRetries {
+		var list []netlink.Addr
+		list, err = h.AddrList(link, netlink.FAMILY_ALL)
+		if !errors.Is(err, netlink.ErrDumpInterrupted) {
+			return list, err
+		}
+	}
+	return nil, err
+}
+
+// prefixOf converts a netlink address to its address and prefix length.
+func prefixOf(na netlink.Addr) (netip.Prefix, bool) {
+	if na.IPNet == nil {
+		return netip.Prefix{}, false
+	}
+	a, ok := netip.AddrFromSlice(na.IP)
+	if !ok {
+		return netip.Prefix{}, false
+	}
+	a = a.Unmap()
+	ones, bits := na.Mask.Size()
+	if bits != a.BitLen() {
+		return netip.Prefix{}, false
+	}
+	return netip.PrefixFrom(a, ones), true
+}
+
+// ipNet converts a prefix to the form netlink takes.
+func ipNet(p netip.Prefix) *net.IPNet {
+	return &net.IPNet{
+		IP:   p.Addr().AsSlice(),
+		Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen()),
+	}
+}
