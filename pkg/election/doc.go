@@ -9,7 +9,7 @@
 //     timer computed from the follower's own observation time (skew-safe: a
 //     renewTime is never compared with the local clock).
 //   - A holder is Leading only until (send time of its last accepted renewal
-//     + RenewDeadline), and only once its own write has come back through the
+//   - RenewDeadline), and only once its own write has come back through the
 //     informer. With RenewDeadline < LeaseDuration, a partitioned holder stops
 //     before any follower can consider the Lease expired.
 //   - Resign is explicit and synchronous: the caller withdraws the VIP first,

@@ -439,6 +439,7 @@ func (e *Elector) step(ctx context.Context, key Key, r *race) time.Duration {
 	}
 	e.mu.Lock()
 	held := r.held
+	confirmedBefore := r.confirmed
 	obs, seen := e.observed[key]
 	// Leading starts only once the informer shows our own write: then this
 	// node's cache has every Lease write that came before it, which is what
@@ -455,9 +456,13 @@ func (e *Elector) step(ctx context.Context, key Key, r *race) time.Duration {
 
 	if held {
 		if cached == nil {
-			// Deleted by someone else: stop at once.
-			e.lose(key, r, "lease deleted")
-			return 0
+			if confirmedBefore {
+				// Deleted by someone else: stop at once.
+				e.lose(key, r, "lease deleted")
+				return 0
+			}
+			// Our create has not reached the informer yet.
+			return e.cfg.RetryPeriod
 		}
 		if seen && !e.mine(obs) && obs.renew.After(r.lastSent) {
 			e.lose(key, r, "lease taken by "+obs.holder)

@@ -1,0 +1,602 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/client-go/util/workqueue"
+
+	"github.com/vigil-lb/vigil/pkg/election"
+	"github.com/vigil-lb/vigil/pkg/kube"
+)
+
+// Config is the agent's own configuration.
+type Config struct {
+	NodeName  string
+	Namespace string // watch Services in this namespace only ("" = all)
+	// PerService elects one Lease per Service (kubevip-<name> in the
+	// Service's namespace); otherwise one Lease (LeaseNamespace/LeaseName)
+	// decides for every Service.
+	PerService     bool
+	LeaseName      string
+	LeaseNamespace string
+	Class          kube.ClassFilter
+}
+
+// Elector is what the agent needs from the election.
+type Elector interface {
+	Campaign(election.Key)
+	Campaigning(election.Key) bool
+	Resign(context.Context, election.Key) error
+	ResignAll(context.Context) error
+	Leading(election.Key) bool
+	HeldByOther(election.Key) bool
+}
+
+// Dataplane binds and announces VIPs on this node.
+type Dataplane interface {
+	Up(netip.Addr) error
+	Down(netip.Addr) error
+	Bound() []netip.Addr
+}
+
+// Metrics receives what the agent measures.
+type Metrics interface {
+	Reconciled(d time.Duration, err error)
+	Leading(service string, leading bool)
+	Announced(vips int)
+}
+
+// Agent reconciles LoadBalancer Services on this node.
+type Agent struct {
+	cfg      Config
+	client   kubernetes.Interface
+	elector  Elector
+	dp       Dataplane
+	metrics  Metrics
+	recorder record.EventRecorder
+	log      *slog.Logger
+
+	factory      informers.SharedInformerFactory
+	services     corelisters.ServiceLister
+	svcIndex     cache.Indexer
+	sliceIndex   cache.Indexer
+	synced       []cache.InformerSynced
+	queue        workqueue.TypedRateLimitingInterface[string]
+	resyncPeriod time.Duration
+
+	// Worker-owned state (only sync and shutdown touch it).
+	addrs      map[string][]netip.Addr // service key -> addresses it actively asks for
+	leadable   map[string]bool         // service key -> this node campaigns for it
+	announcing map[string]bool         // service key -> this node announces it
+	warned     map[string]string       // service key -> last warning sent
+
+	shutdownOnce sync.Once
+}
+
+const (
+	indexByVIP     = "vip"
+	indexByService = "service"
+	leasePrefix    = "kubevip-"
+	// ConditionAnnounced is the Service condition vigil maintains.
+	ConditionAnnounced = "vigil.io/Announced"
+)
+
+// New wires an agent. recorder may be nil (no Events).
+func New(cfg Config, client kubernetes.Interface, el Elector, dp Dataplane, m Metrics, recorder record.EventRecorder, log *slog.Logger) (*Agent, error) {
+	if cfg.NodeName == "" {
+		return nil, errors.New("agent: node name is required")
+	}
+	if !cfg.PerService && (cfg.LeaseName == "" || cfg.LeaseNamespace == "") {
+		return nil, errors.New("agent: a shared lease needs a name and a namespace")
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	if recorder == nil {
+		recorder = &record.FakeRecorder{}
+	}
+	var opts []informers.SharedInformerOption
+	if cfg.Namespace != "" {
+		opts = append(opts, informers.WithNamespace(cfg.Namespace))
+	}
+	f := informers.NewSharedInformerFactoryWithOptions(client, 0, opts...)
+	svcInf := f.Core().V1().Services().Informer()
+	sliceInf := f.Discovery().V1().EndpointSlices().Informer()
+	a := &Agent{
+		cfg: cfg, client: client, elector: el, dp: dp, metrics: m, recorder: recorder,
+		log:     log,
+		factory: f, services: f.Core().V1().Services().Lister(),
+		svcIndex: svcInf.GetIndexer(), sliceIndex: sliceInf.GetIndexer(),
+		synced:       []cache.InformerSynced{svcInf.HasSynced, sliceInf.HasSynced},
+		queue:        workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[string]()),
+		resyncPeriod: 30 * time.Second,
+		addrs:        map[string][]netip.Addr{}, leadable: map[string]bool{},
+		announcing: map[string]bool{}, warned: map[string]string{},
+	}
+	if err := svcInf.AddIndexers(cache.Indexers{indexByVIP: vipIndex}); err != nil {
+		return nil, err
+	}
+	if err := sliceInf.AddIndexers(cache.Indexers{indexByService: sliceServiceIndex}); err != nil {
+		return nil, err
+	}
+	if _, err := svcInf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { a.enqueueService(obj) },
+		UpdateFunc: func(old, obj any) { a.enqueueService(old); a.enqueueService(obj) },
+		DeleteFunc: func(obj any) { a.enqueueService(obj) },
+	}); err != nil {
+		return nil, err
+	}
+	if _, err := sliceInf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    a.enqueueSlice,
+		UpdateFunc: func(_, obj any) { a.enqueueSlice(obj) },
+		DeleteFunc: a.enqueueSlice,
+	}); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// vipIndex indexes Services by every address they ask for.
+func vipIndex(obj any) ([]string, error) {
+	svc, ok := obj.(*corev1.Service)
+	if !ok {
+		return nil, nil
+	}
+	req, err := kube.Addresses(svc)
+	if err != nil {
+		return nil, nil
+	}
+	out := make([]string, 0, len(req.Addrs))
+	for _, a := range req.Addrs {
+		out = append(out, a.String())
+	}
+	return out, nil
+}
+
+func sliceServiceIndex(obj any) ([]string, error) {
+	s, ok := obj.(*discoveryv1.EndpointSlice)
+	if !ok {
+		return nil, nil
+	}
+	name := s.Labels[kube.ServiceNameLabel]
+	if name == "" {
+		return nil, nil
+	}
+	return []string{s.Namespace + "/" + name}, nil
+}
+
+func (a *Agent) enqueueService(obj any) {
+	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = t.Obj
+	}
+	svc, ok := obj.(*corev1.Service)
+	if !ok {
+		return
+	}
+	a.queue.Add(svc.Namespace + "/" + svc.Name)
+	// Services sharing an address decide together.
+	if idx, err := vipIndex(svc); err == nil {
+		for _, ip := range idx {
+			a.enqueueUsers(ip)
+		}
+	}
+}
+
+func (a *Agent) enqueueUsers(ip string) {
+	objs, _ := a.svcIndex.ByIndex(indexByVIP, ip)
+	for _, o := range objs {
+		if s, ok := o.(*corev1.Service); ok {
+			a.queue.Add(s.Namespace + "/" + s.Name)
+		}
+	}
+}
+
+func (a *Agent) enqueueSlice(obj any) {
+	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = t.Obj
+	}
+	if keys, _ := sliceServiceIndex(obj); len(keys) == 1 {
+		a.queue.Add(keys[0])
+	}
+}
+
+// HasSynced reports whether the agent's caches are filled.
+func (a *Agent) HasSynced() bool {
+	for _, f := range a.synced {
+		if !f() {
+			return false
+		}
+	}
+	return true
+}
+
+// LeaseChanged is the elector's notify hook: it only enqueues.
+func (a *Agent) LeaseChanged(k election.Key) {
+	if !a.cfg.PerService {
+		for _, key := range a.svcIndex.ListKeys() {
+			a.queue.Add(key)
+		}
+		return
+	}
+	name, ok := strings.CutPrefix(k.Name, leasePrefix)
+	if !ok {
+		return
+	}
+	key := k.Namespace + "/" + name
+	a.queue.Add(key)
+	if obj, ok, _ := a.svcIndex.GetByKey(key); ok {
+		a.enqueueService(obj)
+	}
+}
+
+func (a *Agent) leaseKey(serviceKey string) election.Key {
+	if !a.cfg.PerService {
+		return election.Key{Namespace: a.cfg.LeaseNamespace, Name: a.cfg.LeaseName}
+	}
+	ns, name, _ := strings.Cut(serviceKey, "/")
+	return election.Key{Namespace: ns, Name: leasePrefix + name}
+}
+
+// Run starts the informers and the worker. When ctx ends it withdraws every
+// VIP and only then resigns every lease, so no other node takes over while
+// this one still answers for an address.
+func (a *Agent) Run(ctx context.Context) error {
+	defer a.queue.ShutDown()
+	a.factory.Start(ctx.Done())
+	defer a.factory.Shutdown()
+	if !cache.WaitForCacheSync(ctx.Done(), a.synced...) {
+		return a.shutdown()
+	}
+	a.log.Info("agent started", "perServiceElection", a.cfg.PerService, "namespace", a.cfg.Namespace)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for a.processNext(ctx) {
+		}
+	}()
+	// Level-triggered safety net: look at every Service now and then.
+	resync := time.NewTicker(a.resyncPeriod)
+	defer resync.Stop()
+	for done := false; !done; {
+		select {
+		case <-ctx.Done():
+			done = true
+		case <-resync.C:
+			for _, k := range a.svcIndex.ListKeys() {
+				a.queue.Add(k)
+			}
+		}
+	}
+	a.queue.ShutDown()
+	wg.Wait()
+	return a.shutdown()
+}
+
+func (a *Agent) shutdown() error {
+	var errs []error
+	a.shutdownOnce.Do(func() {
+		for _, ip := range a.dp.Bound() {
+			if err := a.dp.Down(ip); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		if err := a.elector.ResignAll(ctx); err != nil {
+			errs = append(errs, err)
+		}
+		a.log.Info("agent stopped: VIPs withdrawn, leases released")
+	})
+	return errors.Join(errs...)
+}
+
+func (a *Agent) processNext(ctx context.Context) bool {
+	key, quit := a.queue.Get()
+	if quit {
+		return false
+	}
+	defer a.queue.Done(key)
+	start := time.Now()
+	err := a.sync(ctx, key)
+	if a.metrics != nil {
+		a.metrics.Reconciled(time.Since(start), err)
+		a.metrics.Announced(len(a.dp.Bound()))
+	}
+	if err != nil {
+		a.log.Warn("sync failed, will retry", "service", key, "err", err)
+		a.queue.AddRateLimited(key)
+		return true
+	}
+	a.queue.Forget(key)
+	return true
+}
+
+// verdict is what this node concludes about one Service.
+type verdict struct {
+	handled bool         // ours: LoadBalancer, class, not ignored
+	addrs   []netip.Addr // static VIPs
+	active  bool         // handled, valid, has addresses, no port collision
+	reason  string       // why not active (condition reason)
+	message string
+	warning bool // the reason deserves a Warning Event
+	here    bool // this node may announce it (endpoints)
+	any     bool // some node may announce it
+}
+
+func (a *Agent) handled(svc *corev1.Service) bool {
+	return svc != nil && svc.DeletionTimestamp == nil &&
+		svc.Spec.Type == corev1.ServiceTypeLoadBalancer &&
+		a.cfg.Class.Handles(svc) && !kube.Ignored(svc) &&
+		(a.cfg.Namespace == "" || svc.Namespace == a.cfg.Namespace)
+}
+
+func (a *Agent) evaluate(svc *corev1.Service) verdict {
+	if !a.handled(svc) {
+		return verdict{}
+	}
+	v := verdict{handled: true}
+	req, err := kube.Addresses(svc)
+	switch {
+	case err != nil:
+		v.reason, v.message, v.warning = "InvalidAddress", err.Error(), true
+		return v
+	case req.DHCP4 || req.DHCP6:
+		v.reason, v.message, v.warning = "DHCPUnsupported", "addresses from DHCP (0.0.0.0 / ::) are not supported yet", true
+		return v
+	case len(req.Addrs) == 0:
+		v.reason, v.message = "NoAddress", "no address requested (kube-vip.io/loadbalancerIPs or spec.loadBalancerIP)"
+		return v
+	}
+	v.addrs = req.Addrs
+	ports := kube.Ports(svc)
+	for _, ip := range v.addrs {
+		for _, o := range a.users(ip) {
+			if o.UID == svc.UID || !a.handled(o) || !kube.Older(o, svc) {
+				continue
+			}
+			if p, clash := kube.Collide(ports, kube.Ports(o)); clash {
+				v.reason, v.warning = "PortCollision", true
+				v.message = fmt.Sprintf("%d/%s on %s is already used by service %s/%s", p.Port, p.Protocol, ip, o.Namespace, o.Name)
+				return v
+			}
+		}
+	}
+	slices := a.slicesOf(svc)
+	v.active = true
+	v.here = kube.Eligible(svc, slices, a.cfg.NodeName)
+	v.any = kube.AnyEligible(svc, slices)
+	if !v.any {
+		v.reason, v.message = "NoEligibleNode", "no node has a ready endpoint"
+		if svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal {
+			v.message = "externalTrafficPolicy is Local and no node has a ready local endpoint"
+		}
+	}
+	return v
+}
+
+// users returns the Services asking for ip.
+func (a *Agent) users(ip netip.Addr) []*corev1.Service {
+	objs, _ := a.svcIndex.ByIndex(indexByVIP, ip.String())
+	out := make([]*corev1.Service, 0, len(objs))
+	for _, o := range objs {
+		if s, ok := o.(*corev1.Service); ok {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func (a *Agent) slicesOf(svc *corev1.Service) []*discoveryv1.EndpointSlice {
+	objs, _ := a.sliceIndex.ByIndex(indexByService, svc.Namespace+"/"+svc.Name)
+	out := make([]*discoveryv1.EndpointSlice, 0, len(objs))
+	for _, o := range objs {
+		if s, ok := o.(*discoveryv1.EndpointSlice); ok {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func (a *Agent) bound(ip netip.Addr) bool { return slices.Contains(a.dp.Bound(), ip) }
+
+// otherHolds reports whether another node holds the lease of a Service
+// (other than self) asking for ip.
+func (a *Agent) otherHolds(ip netip.Addr, self string) bool {
+	if !a.cfg.PerService {
+		return false
+	}
+	for _, o := range a.users(ip) {
+		k := o.Namespace + "/" + o.Name
+		if k != self && a.handled(o) && a.elector.HeldByOther(a.leaseKey(k)) {
+			return true
+		}
+	}
+	return false
+}
+
+// wantUp decides one address: some Service on it is led by this node, and
+// either this node already announces it or no other node holds a Service on
+// it. Of two nodes that acquire Services on one address at the same time,
+// the later sees the earlier's lease before its own (the elector confirms
+// leadership through the informer), so only one ever starts.
+func (a *Agent) wantUp(ip netip.Addr) bool {
+	led := false
+	for k, addrs := range a.addrs {
+		if a.leadable[k] && slices.Contains(addrs, ip) && a.elector.Leading(a.leaseKey(k)) {
+			led = true
+			break
+		}
+	}
+	return led && (a.bound(ip) || !a.otherHolds(ip, ""))
+}
+
+func (a *Agent) sync(ctx context.Context, key string) error {
+	ns, name, _ := strings.Cut(key, "/")
+	svc, err := a.services.Services(ns).Get(name)
+	if apierrors.IsNotFound(err) {
+		svc, err = nil, nil
+	}
+	if err != nil {
+		return err
+	}
+	log := a.log.With("service", key)
+	v := a.evaluate(svc)
+	lk := a.leaseKey(key)
+
+	// May this node lead the Service? It must be eligible, and on a shared
+	// address it must not compete with the node already announcing it.
+	leadable := v.active && v.here
+	for _, ip := range v.addrs {
+		if leadable && !a.bound(ip) && a.otherHolds(ip, key) {
+			leadable = false
+		}
+	}
+	touched := append(slices.Clone(a.addrs[key]), v.addrs...)
+	if v.active {
+		a.addrs[key] = v.addrs
+	} else {
+		delete(a.addrs, key)
+	}
+	if leadable {
+		a.leadable[key] = true
+		a.elector.Campaign(lk)
+	} else {
+		delete(a.leadable, key)
+	}
+
+	// Dataplane: withdraw before resigning, announce as soon as leading.
+	var errs []error
+	slices.SortFunc(touched, func(x, y netip.Addr) int { return x.Compare(y) })
+	for _, ip := range slices.Compact(touched) {
+		if a.wantUp(ip) {
+			if err := a.dp.Up(ip); err != nil {
+				errs = append(errs, err)
+			}
+		} else if err := a.dp.Down(ip); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if !leadable && a.cfg.PerService && a.elector.Campaigning(lk) {
+		if err := a.elector.Resign(ctx, lk); err != nil {
+			errs = append(errs, err)
+		}
+	}
+
+	leading := leadable && a.elector.Leading(lk)
+	up := leading
+	for _, ip := range v.addrs {
+		up = up && a.bound(ip)
+	}
+	a.transition(log, svc, key, up)
+	if svc != nil {
+		if err := a.writeStatus(ctx, svc, v, up); err != nil {
+			errs = append(errs, err)
+		}
+		a.warn(svc, key, v)
+	} else {
+		delete(a.warned, key)
+	}
+	return errors.Join(errs...)
+}
+
+// transition records and reports this node starting or stopping to announce
+// a Service.
+func (a *Agent) transition(log *slog.Logger, svc *corev1.Service, key string, up bool) {
+	if a.announcing[key] == up {
+		return
+	}
+	if up {
+		a.announcing[key] = true
+		log.Info("announcing service")
+		if svc != nil {
+			a.recorder.Eventf(svc, corev1.EventTypeNormal, "VIPAcquired", "node %s announces %s", a.cfg.NodeName, joinAddrs(a.addrs[key]))
+		}
+	} else {
+		delete(a.announcing, key)
+		log.Info("stopped announcing service")
+		if svc != nil {
+			a.recorder.Eventf(svc, corev1.EventTypeNormal, "VIPReleased", "node %s no longer announces the service", a.cfg.NodeName)
+		}
+	}
+	if a.metrics != nil {
+		a.metrics.Leading(key, up)
+	}
+}
+
+func (a *Agent) warn(svc *corev1.Service, key string, v verdict) {
+	if !v.warning {
+		delete(a.warned, key)
+		return
+	}
+	msg := v.reason + ": " + v.message
+	if a.warned[key] == msg {
+		return
+	}
+	a.warned[key] = msg
+	a.recorder.Event(svc, corev1.EventTypeWarning, v.reason, v.message)
+}
+
+func joinAddrs(addrs []netip.Addr) string {
+	s := make([]string, len(addrs))
+	for i, a := range addrs {
+		s[i] = a.String()
+	}
+	return strings.Join(s, ",")
+}
+
+// writeStatus makes the Service tell the truth. The announcing node writes
+// the ingress, vipHost and a true condition; when no node can announce the
+// Service, every node writes the same empty ingress and the reason (the
+// writes are idempotent); otherwise the holder's word stands.
+func (a *Agent) writeStatus(ctx context.Context, svc *corev1.Service, v verdict, up bool) error {
+	switch {
+	case up:
+		return a.ensureStatus(ctx, svc, ingressFor(svc, v.addrs), a.cfg.NodeName, metav1.Condition{
+			Type: ConditionAnnounced, Status: metav1.ConditionTrue, Reason: "Announced",
+			Message: fmt.Sprintf("node %s announces %s", a.cfg.NodeName, joinAddrs(v.addrs)),
+		})
+	case !v.handled:
+		// No longer ours (deleted type, ignore, other class): take back only
+		// what vigil wrote.
+		if svc.Annotations[kube.AnnotationVIPHost] == "" {
+			return nil
+		}
+		return a.ensureStatus(ctx, svc, nil, "", metav1.Condition{})
+	case !v.active || !v.any:
+		return a.ensureStatus(ctx, svc, nil, "", metav1.Condition{
+			Type: ConditionAnnounced, Status: metav1.ConditionFalse, Reason: v.reason, Message: v.message,
+		})
+	}
+	return nil
+}
+
+func ingressFor(svc *corev1.Service, addrs []netip.Addr) []corev1.LoadBalancerIngress {
+	mode := corev1.LoadBalancerIPModeVIP
+	var ports []corev1.PortStatus
+	for _, p := range kube.Ports(svc) {
+		ports = append(ports, corev1.PortStatus{Port: p.Port, Protocol: p.Protocol})
+	}
+	out := make([]corev1.LoadBalancerIngress, 0, len(addrs))
+	for _, ip := range addrs {
+		out = append(out, corev1.LoadBalancerIngress{IP: ip.String(), IPMode: &mode, Ports: ports})
+	}
+	return out
+}

@@ -1,0 +1,56 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/vigil-lb/vigil/pkg/kube"
+)
+
+// ensureStatus writes ingress, the vipHost annotation (host "" removes it)
+// and cond (a zero cond removes vigil's condition) when they differ from
+// what the Service shows.
+func (a *Agent) ensureStatus(ctx context.Context, svc *corev1.Service, ingress []corev1.LoadBalancerIngress, host string, cond metav1.Condition) error {
+	if svc.Annotations[kube.AnnotationVIPHost] != host {
+		var val any
+		if host != "" {
+			val = host
+		}
+		patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]any{kube.AnnotationVIPHost: val}}})
+		out, err := a.client.CoreV1().Services(svc.Namespace).Patch(ctx, svc.Name, types.MergePatchType, patch, metav1.PatchOptions{})
+		if err != nil {
+			return fmt.Errorf("annotate %s: %w", kube.AnnotationVIPHost, err)
+		}
+		svc = out // carry on from the new resourceVersion
+	}
+	st := svc.Status.DeepCopy()
+	st.LoadBalancer.Ingress = ingress
+	if cond.Type == "" {
+		meta.RemoveStatusCondition(&st.Conditions, ConditionAnnounced)
+	} else {
+		cond.ObservedGeneration = svc.Generation
+		meta.SetStatusCondition(&st.Conditions, cond)
+	}
+	if len(st.LoadBalancer.Ingress) == 0 {
+		st.LoadBalancer.Ingress = nil
+	}
+	if len(st.Conditions) == 0 {
+		st.Conditions = nil
+	}
+	if equality.Semantic.DeepEqual(svc.Status, *st) {
+		return nil
+	}
+	cp := svc.DeepCopy()
+	cp.Status = *st
+	if _, err := a.client.CoreV1().Services(svc.Namespace).UpdateStatus(ctx, cp, metav1.UpdateOptions{}); err != nil {
+		return fmt.Errorf("update status: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,3 @@
+// Package metrics holds vigil's Prometheus collectors and serves /metrics
+// and /healthz.
+package metrics
