@@ -79,7 +79,14 @@ type Agent struct {
 	sliceIndex   cache.Indexer
 	synced       []cache.InformerSynced
 	queue        workqueue.TypedRateLimitingInterface[string]
+	statusQueue  workqueue.TypedRateLimitingInterface[string]
 	resyncPeriod time.Duration
+
+	// What the reconcile worker concluded for each Service's status; the
+	// status worker writes it, so an API that hangs never delays a
+	// withdrawal.
+	intentMu sync.Mutex
+	intents  map[string]statusIntent
 
 	// Worker-owned state (only sync and shutdown touch it).
 	addrs      map[string][]netip.Addr // service key -> addresses it actively asks for
@@ -126,6 +133,8 @@ func New(cfg Config, client kubernetes.Interface, el Elector, dp Dataplane, m Me
 		svcIndex: svcInf.GetIndexer(), sliceIndex: sliceInf.GetIndexer(),
 		synced:       []cache.InformerSynced{svcInf.HasSynced, sliceInf.HasSynced},
 		queue:        workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[string]()),
+		statusQueue:  workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[string]()),
+		intents:      map[string]statusIntent{},
 		resyncPeriod: 30 * time.Second,
 		addrs:        map[string][]netip.Addr{}, leadable: map[string]bool{},
 		announcing: map[string]bool{}, warned: map[string]string{},
@@ -259,6 +268,7 @@ func (a *Agent) leaseKey(serviceKey string) election.Key {
 // this one still answers for an address.
 func (a *Agent) Run(ctx context.Context) error {
 	defer a.queue.ShutDown()
+	defer a.statusQueue.ShutDown()
 	a.factory.Start(ctx.Done())
 	defer a.factory.Shutdown()
 	if !cache.WaitForCacheSync(ctx.Done(), a.synced...) {
@@ -266,10 +276,15 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	a.log.Info("agent started", "perServiceElection", a.cfg.PerService, "namespace", a.cfg.Namespace)
 	var wg sync.WaitGroup
-	wg.Add(1)
+	wg.Add(2)
 	go func() {
 		defer wg.Done()
 		for a.processNext(ctx) {
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		for a.processStatus(ctx) {
 		}
 	}()
 	// Level-triggered safety net: look at every Service now and then.
@@ -286,6 +301,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 	}
 	a.queue.ShutDown()
+	a.statusQueue.ShutDown()
 	wg.Wait()
 	return a.shutdown()
 }
@@ -495,9 +511,11 @@ func (a *Agent) sync(ctx context.Context, key string) error {
 		}
 	}
 	if !leadable && a.cfg.PerService && a.elector.Campaigning(lk) {
-		if err := a.elector.Resign(ctx, lk); err != nil {
+		rctx, cancel := context.WithTimeout(ctx, time.Second)
+		if err := a.elector.Resign(rctx, lk); err != nil {
 			errs = append(errs, err)
 		}
+		cancel()
 	}
 
 	leading := leadable && a.elector.Leading(lk)
@@ -506,15 +524,57 @@ func (a *Agent) sync(ctx context.Context, key string) error {
 		up = up && a.bound(ip)
 	}
 	a.transition(log, svc, key, up)
+	a.intentMu.Lock()
 	if svc != nil {
-		if err := a.writeStatus(ctx, svc, v, up); err != nil {
-			errs = append(errs, err)
-		}
+		a.intents[key] = statusIntent{v: v, up: up}
+	} else {
+		delete(a.intents, key)
+	}
+	a.intentMu.Unlock()
+	if svc != nil {
+		a.statusQueue.Add(key)
 		a.warn(svc, key, v)
 	} else {
 		delete(a.warned, key)
 	}
 	return errors.Join(errs...)
+}
+
+// statusIntent is what a Service's status should say, as concluded by the
+// last sync.
+type statusIntent struct {
+	v  verdict
+	up bool
+}
+
+// processStatus is the status worker: it writes what sync concluded.
+func (a *Agent) processStatus(ctx context.Context) bool {
+	key, quit := a.statusQueue.Get()
+	if quit {
+		return false
+	}
+	defer a.statusQueue.Done(key)
+	a.intentMu.Lock()
+	in, ok := a.intents[key]
+	a.intentMu.Unlock()
+	ns, name, _ := strings.Cut(key, "/")
+	svc, err := a.services.Services(ns).Get(name)
+	if !ok || apierrors.IsNotFound(err) {
+		a.statusQueue.Forget(key)
+		return true
+	}
+	if err == nil {
+		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err = a.writeStatus(wctx, svc, in.v, in.up)
+		cancel()
+	}
+	if err != nil {
+		a.log.Warn("status write failed, will retry", "service", key, "err", err)
+		a.statusQueue.AddRateLimited(key)
+		return true
+	}
+	a.statusQueue.Forget(key)
+	return true
 }
 
 // transition records and reports this node starting or stopping to announce

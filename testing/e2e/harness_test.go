@@ -379,3 +379,24 @@ func (c *cluster) kubectl(args ...string) string {
 }
 
 func mustAddr(s string) netip.Addr { return netip.MustParseAddr(s) }
+
+// firstAnnouncerOtherThan waits for the first GARP/NA of ip after since from
+// a node other than not.
+func (c *cluster) firstAnnouncerOtherThan(capture *lab.Capture, ip netip.Addr, not string, since time.Time, within time.Duration) lab.Announcement {
+	c.t.Helper()
+	notMAC := c.node(not).MAC.String()
+	var got lab.Announcement
+	err := lab.WaitFor(c.ctx, within, func() bool {
+		for _, e := range capture.Events() {
+			if e.Addr == ip && e.Announces() && e.SrcMAC != notMAC && e.Time.After(since) && (e.Op == "garp" || e.Op == "na") {
+				got = e
+				return true
+			}
+		}
+		return false
+	})
+	if err != nil {
+		c.t.Fatalf("no node other than %s announced %s within %v", not, ip, within)
+	}
+	return got
+}

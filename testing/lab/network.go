@@ -352,3 +352,12 @@ func writeSysctls(ns string, kv map[string]string) error {
 		return nil
 	})
 }
+
+// HostByMACString is HostByMAC for a MAC in text form.
+func (n *Network) HostByMACString(mac string) string {
+	m, err := net.ParseMAC(mac)
+	if err != nil {
+		return ""
+	}
+	return n.HostByMAC(m)
+}
