@@ -3,7 +3,7 @@ GO        ?= go
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -s -w -X github.com/vigil-lb/vigil/pkg/cli.Version=$(VERSION)
 BIN       := bin/vigil
-E2E_PKGS  := ./testing/...
+E2E_PKGS  := ./...
 
 export CGO_ENABLED ?= 0
 

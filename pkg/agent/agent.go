@@ -255,12 +255,15 @@ func (a *Agent) LeaseChanged(k election.Key) {
 	}
 }
 
+// LeaseName is the per-service Lease of a Service (kube-vip's naming).
+func LeaseName(service string) string { return leasePrefix + service }
+
 func (a *Agent) leaseKey(serviceKey string) election.Key {
 	if !a.cfg.PerService {
 		return election.Key{Namespace: a.cfg.LeaseNamespace, Name: a.cfg.LeaseName}
 	}
 	ns, name, _ := strings.Cut(serviceKey, "/")
-	return election.Key{Namespace: ns, Name: leasePrefix + name}
+	return election.Key{Namespace: ns, Name: LeaseName(name)}
 }
 
 // Run starts the informers and the worker. When ctx ends it withdraws every

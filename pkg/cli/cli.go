@@ -33,6 +33,9 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	root.AddCommand(newManagerCommand())
+	root.AddCommand(newManifestCommand())
+	root.AddCommand(newStatusCommand())
 	root.AddCommand(&cobra.Command{
 		Use:   "version",
 		Short: "Print vigil's version",

@@ -8,8 +8,6 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -43,19 +41,14 @@ type cluster struct {
 	agents     map[string]*lab.Proc
 	runs       int
 	env        []string // extra env for every agent
+	bin        string
 }
 
 func vigilBin(t *testing.T) string {
-	if b := os.Getenv("VIGIL_BIN"); b != "" {
-		return b
-	}
-	_, self, _, _ := runtime.Caller(0)
-	root := filepath.Join(filepath.Dir(self), "..", "..")
-	bin := filepath.Join(t.TempDir(), "vigil")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/vigil")
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build vigil: %v\n%s", err, out)
+	t.Helper()
+	bin, err := lab.VigilBinary(context.Background(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
 	}
 	return bin
 }
@@ -71,7 +64,7 @@ func newCluster(t *testing.T, nodes int, env ...string) *cluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ensureRBAC(t, ctx, cs)
+	ensureRBAC(t, ctx)
 	ns, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "e2e-"}}, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -99,26 +92,18 @@ func (c *cluster) node(name string) *lab.Host {
 // startAgent runs `vigil manager` on node with kube-vip style environment.
 func (c *cluster) startAgent(name string, env ...string) *lab.Proc {
 	c.t.Helper()
-	h := c.node(name)
 	c.runs++
-	base := []string{
-		"vip_nodename=" + h.Name,
-		"k8s_config_file=" + c.kubeconfig,
-		"svc_enable=true",
-		"svc_election=true",
-		"svc_namespace=" + c.ns,
-		"vip_interface=eth0",
-		"vip_leasenamespace=" + c.ns,
-		"prometheus_server=127.0.0.1:2112",
-		"vigil_state_file=" + filepath.Join(c.n.Dir, h.Name+".vips.json"),
-		"vigil_log_level=debug",
+	if c.bin == "" {
+		c.bin = vigilBin(c.t)
 	}
-	env = append(append(base, c.env...), env...)
-	p, err := c.n.Start(h, fmt.Sprintf("vigil-%s-%d", h.Name, c.runs), env, vigilBin(c.t), "manager")
+	p, err := c.n.StartAgent(c.node(name), lab.AgentOptions{
+		Binary: c.bin, Kubeconfig: c.kubeconfig, Namespace: c.ns,
+		Env: append(append([]string(nil), c.env...), env...), Run: c.runs,
+	})
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	c.agents[h.Name] = p
+	c.agents[name] = p
 	return p
 }
 
@@ -135,16 +120,8 @@ func (c *cluster) startAll(env ...string) {
 // waitReady waits for the node's agent to answer /healthz (caches synced).
 func (c *cluster) waitReady(name string) {
 	c.t.Helper()
-	h, p := c.node(name), c.agents[name]
-	err := lab.WaitFor(c.ctx, 15*time.Second, func() bool {
-		if p.Exited() {
-			return true
-		}
-		code, _, err := c.n.HTTPGet(c.ctx, h, "http://127.0.0.1:2112/healthz")
-		return err == nil && code == 200
-	})
-	if err != nil || p.Exited() {
-		c.t.Fatalf("agent on %s not ready (exited=%v): %v\n%s", name, p.Exited(), err, p.Log())
+	if err := c.n.WaitAgentReady(c.ctx, c.node(name), c.agents[name], 15*time.Second); err != nil {
+		c.t.Fatal(err)
 	}
 }
 
