@@ -7,7 +7,7 @@ E2E_PKGS  := ./...
 
 export CGO_ENABLED ?= 0
 
-.PHONY: all build test test-unit test-e2e lab-binaries vet fmt-check demo clean
+.PHONY: all build test test-unit test-e2e lab-binaries vet fmt-check demo bench-failover clean
 
 all: build
 
@@ -40,3 +40,9 @@ test: fmt-check vet test-unit test-e2e
 
 clean:
 	rm -rf bin
+
+# The main job, for a newcomer: a local real apiserver + netns nodes running
+# vigil; a Service gets a VIP; failover shown. Needs root and the lab tools
+# (bash .ci/run installs them; or see docs/testing.md).
+demo: build lab-binaries
+	VIGIL_BIN=$(CURDIR)/$(BIN) $(GO) run ./testing/cmd/vigil-demo
