@@ -46,3 +46,10 @@ clean:
 # (bash .ci/run installs them; or see docs/testing.md).
 demo: build lab-binaries
 	VIGIL_BIN=$(CURDIR)/$(BIN) $(GO) run ./testing/cmd/vigil-demo
+
+# Failover benchmark in the lab: 10 runs each of create -> first GARP, crash
+# failover and graceful handover; writes docs/bench-failover.md.
+bench-failover: lab-binaries build
+	VIGIL_BIN=$(CURDIR)/$(BIN) VIGIL_BENCH_OUT=$(CURDIR)/docs/bench-failover.md \
+		$(GO) test -count=1 -tags e2e -timeout 30m -run TestBenchFailover -v ./testing/e2e/ | grep -v '^\s*$$'
+	@cat docs/bench-failover.md
