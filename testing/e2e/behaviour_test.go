@@ -3,7 +3,9 @@
 package e2e
 
 import (
+	"os/exec"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -352,4 +354,71 @@ func TestInvalidAddress(t *testing.T) {
 			t.Errorf("agent on %s exited: %v", name, p.Err())
 		}
 	}
+}
+
+// svc_election=false: one Lease (svc_leasename) decides for every Service;
+// its holder announces them all. Metrics and `vigil status` tell the truth.
+func TestSharedLeaseMode(t *testing.T) {
+	c := newCluster(t, 3)
+	c.startAll("svc_election=false", "svc_leasename=plndr-svcs-lock")
+	a, b := mustAddr("198.18.0.111"), mustAddr("198.18.0.112")
+	c.setEndpoints("a", c.allNodes()...)
+	c.setEndpoints("b", c.allNodes()...)
+	c.createService("a", []string{a.String()})
+	c.createService("b", []string{b.String()})
+	ha, _ := c.waitOwner(a, "", "", 5*time.Second)
+	hb, _ := c.waitOwner(b, "", "", 5*time.Second)
+	if ha != hb {
+		t.Errorf("one shared lease, but a is on %s and b on %s", ha, hb)
+	}
+	l, err := c.cs.CoordinationV1().Leases(c.ns).Get(c.ctx, "plndr-svcs-lock", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Spec.HolderIdentity == nil || *l.Spec.HolderIdentity != ha {
+		t.Errorf("lease holder = %v, want %s", l.Spec.HolderIdentity, ha)
+	}
+
+	// The holder's metrics count two VIPs.
+	code, body, err := c.n.HTTPGet(c.ctx, c.node(ha), "http://127.0.0.1:2112/metrics")
+	if err != nil || code != 200 {
+		t.Fatalf("metrics: %d %v", code, err)
+	}
+	if !strings.Contains(body, "vigil_vips_announced 2") {
+		t.Errorf("holder metrics lack vigil_vips_announced 2:\n%s", grepLines(body, "vigil_"))
+	}
+	if !strings.Contains(body, `vigil_announcements_sent_total{family="ipv4",result="ok"}`) {
+		t.Errorf("holder metrics lack sent announcements:\n%s", grepLines(body, "vigil_"))
+	}
+
+	// vigil status shows both, held by the lease holder.
+	c.waitService("b", 5*time.Second, "vipHost", func(s *corev1.Service) bool { return s.Annotations["kube-vip.io/vipHost"] == ha })
+	out, err := exec.CommandContext(c.ctx, vigilBin(t), "status", "--kubeconfig", cp.AdminKubeconfig, "-n", c.ns).CombinedOutput()
+	if err != nil {
+		t.Fatalf("vigil status: %v\n%s", err, out)
+	}
+	t.Logf("vigil status:\n%s", out)
+	for _, want := range []string{"a  ", "b  ", a.String(), b.String(), ha, "Announced"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("vigil status output lacks %q", want)
+		}
+	}
+
+	// The holder's graceful stop moves both.
+	c.agents[ha].Stop(5 * time.Second)
+	na, _ := c.waitOwner(a, "", ha, 5*time.Second)
+	nb, _ := c.waitOwner(b, "", ha, 5*time.Second)
+	if na != nb {
+		t.Errorf("after handover a is on %s and b on %s", na, nb)
+	}
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) && !strings.HasPrefix(l, "#") {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }

@@ -5,6 +5,8 @@ package e2e
 import (
 	"context"
 	"os"
+	"os/exec"
+	"strings"
 	"testing"
 )
 
@@ -19,5 +21,39 @@ func ensureRBAC(t *testing.T, ctx context.Context) {
 	}
 	if err := cp.ApplyManifest(ctx, manifest); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// The shipped ClusterRole is least privilege: the agent identity can do what
+// vigil needs and nothing else.
+func TestAgentRBACIsLeastPrivilege(t *testing.T) {
+	c := newCluster(t, 1)
+	kc, err := cp.Kubeconfig("agent-root-"+c.ns, agentUser, "system:serviceaccounts", "system:serviceaccounts:kube-system")
+	if err != nil {
+		t.Fatal(err)
+	}
+	can := func(args ...string) string {
+		out, _ := exec.CommandContext(c.ctx, "kubectl", append([]string{"--kubeconfig", kc, "auth", "can-i"}, args...)...).CombinedOutput()
+		return strings.TrimSpace(string(out))
+	}
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"watch", "services", "-A"}, "yes"},
+		{[]string{"patch", "services", "-n", c.ns}, "yes"},
+		{[]string{"update", "services", "--subresource=status", "-n", c.ns}, "yes"},
+		{[]string{"list", "endpointslices.discovery.k8s.io", "-A"}, "yes"},
+		{[]string{"update", "leases.coordination.k8s.io", "-n", c.ns}, "yes"},
+		{[]string{"create", "events", "-n", c.ns}, "yes"},
+		{[]string{"delete", "services", "-n", c.ns}, "no"},
+		{[]string{"update", "services", "-n", c.ns}, "no"},
+		{[]string{"get", "secrets", "-n", c.ns}, "no"},
+		{[]string{"delete", "leases.coordination.k8s.io", "-n", c.ns}, "no"},
+		{[]string{"create", "pods", "-n", c.ns}, "no"},
+	} {
+		if got := can(tt.args...); got != tt.want {
+			t.Errorf("kubectl auth can-i %s = %q, want %q", strings.Join(tt.args, " "), got, tt.want)
+		}
 	}
 }
