@@ -71,7 +71,10 @@ build_apiserver() {
 
 package kubebuild
 
-import _ "k8s.io/kubernetes/cmd/kube-apiserver"
+import (
+	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kubectl"
+)
 EOF
 			go mod tidy >/dev/null 2>&1 || go mod download >/dev/null
 		fi
@@ -86,6 +89,23 @@ EOF
 	log "kube-apiserver ready"
 }
 
+# kubectl only when the machine has none (the lab tests drive kubectl).
+build_kubectl() {
+	if [[ -x "$OUT/kubectl" ]] || command -v kubectl >/dev/null; then return; fi
+	log "no kubectl on PATH: building kubectl $KUBE_VERSION ..."
+	local pkg=k8s.io/component-base/version minor=${KUBE_VERSION#v1.}
+	minor=${minor%%.*}
+	(
+		cd "$CACHE_ROOT/build/kubernetes-$KUBE_VERSION"
+		go build -trimpath \
+			-ldflags "-s -w -X $pkg.gitVersion=$KUBE_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean" \
+			-o "$OUT/kubectl.tmp.$$" k8s.io/kubernetes/cmd/kubectl
+	)
+	mv "$OUT/kubectl.tmp.$$" "$OUT/kubectl"
+	log "kubectl ready in $OUT (the lab puts it on PATH)"
+}
+
 build_etcd
 build_apiserver
+build_kubectl
 echo "$OUT"

@@ -65,6 +65,12 @@ func checkBinaries(dir string) error {
 			return fmt.Errorf("control plane binary missing: %w", err)
 		}
 	}
+	// A kubectl built by build.sh (the machine had none) goes on PATH.
+	if _, err := exec.LookPath("kubectl"); err != nil {
+		if _, err := os.Stat(filepath.Join(dir, "kubectl")); err == nil {
+			os.Setenv("PATH", dir+string(os.PathListSeparator)+os.Getenv("PATH"))
+		}
+	}
 	return nil
 }
 
