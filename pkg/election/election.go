@@ -79,6 +79,10 @@ type Elector struct {
 	ctx      context.Context // Run's context; races derive from it
 	races    map[Key]*race
 	observed map[Key]observation
+	// expiries fire when a Lease held by someone else would expire by our
+	// own observation, so callers waiting on it (e.g. Services sharing an
+	// address) re-evaluate without polling.
+	expiries map[Key]*time.Timer
 }
 
 // observation is when this node last saw a Lease record change, by its own
@@ -136,7 +140,7 @@ func New(cfg Config, client kubernetes.Interface, notify func(Key), log *slog.Lo
 	e := &Elector{
 		cfg: cfg, client: client, notify: notify, log: log, now: time.Now,
 		factory: f, lister: inf.Lister(), synced: inf.Informer().HasSynced,
-		races: map[Key]*race{}, observed: map[Key]observation{},
+		races: map[Key]*race{}, observed: map[Key]observation{}, expiries: map[Key]*time.Timer{},
 	}
 	_, err := inf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj any) { e.observe(obj, false) },
@@ -165,6 +169,10 @@ func (e *Elector) Run(ctx context.Context) error {
 	e.mu.Lock()
 	races := e.races
 	e.races = map[Key]*race{}
+	for k, t := range e.expiries {
+		t.Stop()
+		delete(e.expiries, k)
+	}
 	e.mu.Unlock()
 	for k, r := range races {
 		r.cancel()
@@ -216,6 +224,10 @@ func (e *Elector) observe(obj any, deleted bool) {
 	e.mu.Lock()
 	prev, had := e.observed[key]
 	holderChanged := true
+	if t := e.expiries[key]; t != nil {
+		t.Stop()
+		delete(e.expiries, key)
+	}
 	if deleted {
 		delete(e.observed, key)
 	} else {
@@ -225,6 +237,9 @@ func (e *Elector) observe(obj any, deleted bool) {
 		}
 		holderChanged = !had || prev.holder != o.holder || prev.instance != o.instance
 		e.observed[key] = o
+		if o.holder != "" && !e.mine(o) && e.ctx != nil && e.ctx.Err() == nil {
+			e.expiries[key] = time.AfterFunc(o.at.Add(o.duration).Sub(now)+time.Millisecond, func() { e.expired(key, o) })
+		}
 	}
 	r := e.races[key]
 	e.mu.Unlock()
@@ -235,6 +250,20 @@ func (e *Elector) observe(obj any, deleted bool) {
 		}
 	}
 	if holderChanged {
+		e.notify(key)
+	}
+}
+
+// expired notifies that o, still the latest record of key, has run out.
+func (e *Elector) expired(key Key, o observation) {
+	e.mu.Lock()
+	cur, ok := e.observed[key]
+	still := ok && cur.sameRecord(o) && cur.at.Equal(o.at) && e.ctx != nil && e.ctx.Err() == nil
+	if still {
+		delete(e.expiries, key)
+	}
+	e.mu.Unlock()
+	if still {
 		e.notify(key)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -42,6 +43,8 @@ type cluster struct {
 	runs       int
 	env        []string // extra env for every agent
 	bin        string
+	crashedMu  sync.Mutex
+	crashed    map[string]bool
 }
 
 func vigilBin(t *testing.T) string {
@@ -376,4 +379,26 @@ func (c *cluster) firstAnnouncerOtherThan(capture *lab.Capture, ip netip.Addr, n
 		c.t.Fatalf("no node other than %s announced %s within %v", not, ip, within)
 	}
 	return got
+}
+
+// crash kills the node's agent and pulls its cable: the node is gone, its
+// kernel still holding whatever addresses it had.
+func (c *cluster) crash(name string) {
+	c.t.Helper()
+	c.crashedMu.Lock()
+	if c.crashed == nil {
+		c.crashed = map[string]bool{}
+	}
+	c.crashed[name] = true
+	c.crashedMu.Unlock()
+	c.agents[name].Kill()
+	if err := c.n.CutLAN(c.ctx, c.node(name)); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+func (c *cluster) isCrashed(name string) bool {
+	c.crashedMu.Lock()
+	defer c.crashedMu.Unlock()
+	return c.crashed[name]
 }
