@@ -14,6 +14,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
@@ -238,7 +239,7 @@ func (a *Agent) HasSynced() bool {
 
 // LeaseChanged is the elector's notify hook: it only enqueues.
 func (a *Agent) LeaseChanged(k election.Key) {
-	if !a.cfg.PerService {
+	if !a.cfg.PerService && k == a.sharedLease() {
 		for _, key := range a.svcIndex.ListKeys() {
 			a.queue.Add(key)
 		}
@@ -258,12 +259,29 @@ func (a *Agent) LeaseChanged(k election.Key) {
 // LeaseName is the per-service Lease of a Service (kube-vip's naming).
 func LeaseName(service string) string { return leasePrefix + service }
 
-func (a *Agent) leaseKey(serviceKey string) election.Key {
-	if !a.cfg.PerService {
-		return election.Key{Namespace: a.cfg.LeaseNamespace, Name: a.cfg.LeaseName}
-	}
+func (a *Agent) sharedLease() election.Key {
+	return election.Key{Namespace: a.cfg.LeaseNamespace, Name: a.cfg.LeaseName}
+}
+
+func perServiceLease(serviceKey string) election.Key {
 	ns, name, _ := strings.Cut(serviceKey, "/")
 	return election.Key{Namespace: ns, Name: LeaseName(name)}
+}
+
+// leaseKey is the Lease deciding a Service: its own with per-service
+// election, else the shared one — except for externalTrafficPolicy Local,
+// which only a node with a local endpoint may announce, so it always gets
+// its own.
+func (a *Agent) leaseKey(serviceKey string) election.Key {
+	if a.cfg.PerService {
+		return perServiceLease(serviceKey)
+	}
+	if obj, ok, _ := a.svcIndex.GetByKey(serviceKey); ok {
+		if svc, ok := obj.(*corev1.Service); ok && svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal {
+			return perServiceLease(serviceKey)
+		}
+	}
+	return a.sharedLease()
 }
 
 // Run starts the informers and the worker. When ctx ends it withdraws every
@@ -439,9 +457,6 @@ func (a *Agent) bound(ip netip.Addr) bool { return slices.Contains(a.dp.Bound(),
 // otherHolds reports whether another node holds the lease of a Service
 // (other than self) asking for ip.
 func (a *Agent) otherHolds(ip netip.Addr, self string) bool {
-	if !a.cfg.PerService {
-		return false
-	}
 	for _, o := range a.users(ip) {
 		k := o.Namespace + "/" + o.Name
 		if k != self && a.handled(o) && a.elector.HeldByOther(a.leaseKey(k)) {
@@ -513,9 +528,12 @@ func (a *Agent) sync(ctx context.Context, key string) error {
 			errs = append(errs, err)
 		}
 	}
-	if !leadable && a.cfg.PerService && a.elector.Campaigning(lk) {
+	// Resign a Service's own Lease when it may not lead it any more, or no
+	// longer uses it (shared-lease mode, no longer Local, or deleted). The
+	// shared Lease is only released on shutdown.
+	if own := perServiceLease(key); (!leadable || own != lk) && a.elector.Campaigning(own) {
 		rctx, cancel := context.WithTimeout(ctx, time.Second)
-		if err := a.elector.Resign(rctx, lk); err != nil {
+		if err := a.elector.Resign(rctx, own); err != nil {
 			errs = append(errs, err)
 		}
 		cancel()
@@ -638,11 +656,16 @@ func (a *Agent) writeStatus(ctx context.Context, svc *corev1.Service, v verdict,
 		})
 	case !v.handled:
 		// No longer ours (deleted type, ignore, other class): take back only
-		// what vigil wrote.
-		if svc.Annotations[kube.AnnotationVIPHost] == "" {
+		// what vigil wrote — the ingress only if it announced the Service.
+		wroteIngress := svc.Annotations[kube.AnnotationVIPHost] != ""
+		if !wroteIngress && meta.FindStatusCondition(svc.Status.Conditions, ConditionAnnounced) == nil {
 			return nil
 		}
-		return a.ensureStatus(ctx, svc, nil, "", metav1.Condition{})
+		ingress := svc.Status.LoadBalancer.Ingress
+		if wroteIngress {
+			ingress = nil
+		}
+		return a.ensureStatus(ctx, svc, ingress, "", metav1.Condition{})
 	case !v.active || !v.any:
 		return a.ensureStatus(ctx, svc, nil, "", metav1.Condition{
 			Type: ConditionAnnounced, Status: metav1.ConditionFalse, Reason: v.reason, Message: v.message,

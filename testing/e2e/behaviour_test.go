@@ -415,6 +415,20 @@ func TestSharedLeaseMode(t *testing.T) {
 		}
 	}
 
+	// externalTrafficPolicy Local needs a node with a local endpoint, so
+	// such a Service gets its own Lease even in shared-lease mode.
+	var other string
+	for _, n := range c.allNodes() {
+		if n != ha {
+			other = n
+			break
+		}
+	}
+	loc := mustAddr("198.18.0.113")
+	c.setEndpoints("loc", other)
+	c.createService("loc", []string{loc.String()}, withLocal())
+	c.waitOwner(loc, other, "", 5*time.Second)
+
 	// The holder's graceful stop moves both.
 	c.agents[ha].Stop(5 * time.Second)
 	na, _ := c.waitOwner(a, "", ha, 5*time.Second)

@@ -1,0 +1,454 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes/fake"
+	"k8s.io/client-go/tools/record"
+
+	"github.com/vigil-lb/vigil/pkg/election"
+	"github.com/vigil-lb/vigil/pkg/kube"
+)
+
+// callLog is the one ordered record of what the agent asked of the elector
+// and the dataplane.
+type callLog struct{ calls []string }
+
+func (l *callLog) add(format string, args ...any) {
+	l.calls = append(l.calls, fmt.Sprintf(format, args...))
+}
+
+// take returns the calls logged since the last take.
+func (l *callLog) take() []string {
+	out := l.calls
+	l.calls = nil
+	return out
+}
+
+// fakeElector implements Elector. The test decides who leads and who holds
+// what; every Campaign, Resign and ResignAll call is logged.
+type fakeElector struct {
+	log         *callLog
+	leading     map[election.Key]bool
+	heldByOther map[election.Key]bool
+	campaigning map[election.Key]bool
+}
+
+func (e *fakeElector) Campaign(k election.Key) {
+	e.log.add("campaign %s", k)
+	e.campaigning[k] = true
+}
+
+func (e *fakeElector) Campaigning(k election.Key) bool { return e.campaigning[k] }
+
+func (e *fakeElector) Resign(_ context.Context, k election.Key) error {
+	e.log.add("resign %s", k)
+	delete(e.campaigning, k)
+	delete(e.leading, k)
+	return nil
+}
+
+func (e *fakeElector) ResignAll(context.Context) error {
+	e.log.add("resignAll")
+	clear(e.campaigning)
+	clear(e.leading)
+	return nil
+}
+
+func (e *fakeElector) Leading(k election.Key) bool     { return e.leading[k] }
+func (e *fakeElector) HeldByOther(k election.Key) bool { return e.heldByOther[k] }
+
+// fakeDataplane implements Dataplane. It logs only what changes the node:
+// an Up of an address not bound, a Down of one that is (the agent calls
+// both idempotently on every sync).
+type fakeDataplane struct {
+	log   *callLog
+	bound map[netip.Addr]bool
+	upErr error
+}
+
+func (d *fakeDataplane) Up(a netip.Addr) error {
+	if d.upErr != nil {
+		return d.upErr
+	}
+	if !d.bound[a] {
+		d.log.add("up %s", a)
+		d.bound[a] = true
+	}
+	return nil
+}
+
+func (d *fakeDataplane) Down(a netip.Addr) error {
+	if d.bound[a] {
+		d.log.add("down %s", a)
+		delete(d.bound, a)
+	}
+	return nil
+}
+
+func (d *fakeDataplane) Bound() []netip.Addr {
+	out := make([]netip.Addr, 0, len(d.bound))
+	for a := range d.bound {
+		out = append(out, a)
+	}
+	slices.SortFunc(out, func(x, y netip.Addr) int { return x.Compare(y) })
+	return out
+}
+
+// fakeMetrics implements Metrics by logging every call.
+type fakeMetrics struct{ calls []string }
+
+func (m *fakeMetrics) Reconciled(_ time.Duration, err error) {
+	m.calls = append(m.calls, fmt.Sprintf("reconciled failed=%t", err != nil))
+}
+
+func (m *fakeMetrics) Leading(service string, leading bool) {
+	m.calls = append(m.calls, fmt.Sprintf("leading %s %t", service, leading))
+}
+
+func (m *fakeMetrics) Announced(vips int) {
+	m.calls = append(m.calls, fmt.Sprintf("announced %d", vips))
+}
+
+const (
+	nodeA = "node-a"
+	nodeB = "node-b"
+)
+
+// defaultConfig is per-Service election on node-a, kube-vip's default class
+// handling.
+func defaultConfig() Config {
+	return Config{NodeName: nodeA, PerService: true, Class: kube.ClassFilter{Name: kube.DefaultClass, Legacy: true}}
+}
+
+// fixture is an Agent on a fake clientset. The informers are not started:
+// the test puts objects into the informers' indexers itself (apply, remove,
+// refresh), so what sync sees is exactly what the test set up, and the
+// informers' event handlers never enqueue anything behind its back.
+type fixture struct {
+	t      *testing.T
+	ctx    context.Context
+	a      *Agent
+	client *fake.Clientset
+	log    *callLog
+	el     *fakeElector
+	dp     *fakeDataplane
+	m      *fakeMetrics
+	rec    *record.FakeRecorder
+}
+
+func newFixture(t *testing.T, cfg Config, objs ...runtime.Object) *fixture {
+	t.Helper()
+	log := &callLog{}
+	f := &fixture{
+		t: t, ctx: t.Context(), client: fake.NewClientset(), log: log,
+		el: &fakeElector{log: log, leading: map[election.Key]bool{}, heldByOther: map[election.Key]bool{}, campaigning: map[election.Key]bool{}},
+		dp: &fakeDataplane{log: log, bound: map[netip.Addr]bool{}},
+		m:  &fakeMetrics{}, rec: record.NewFakeRecorder(100),
+	}
+	a, err := New(cfg, f.client, f.el, f.dp, f.m, f.rec, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.a = a
+	for _, o := range objs {
+		f.apply(o)
+	}
+	f.client.ClearActions()
+	return f
+}
+
+// apply creates or updates obj in the fake API and puts what the API
+// returned into the informer's indexer.
+func (f *fixture) apply(obj runtime.Object) {
+	f.t.Helper()
+	var err error
+	switch o := obj.(type) {
+	case *corev1.Service:
+		c := f.client.CoreV1().Services(o.Namespace)
+		var out *corev1.Service
+		if out, err = c.Create(f.ctx, o, metav1.CreateOptions{}); apierrors.IsAlreadyExists(err) {
+			out, err = c.Update(f.ctx, o, metav1.UpdateOptions{})
+		}
+		if err == nil {
+			err = f.a.svcIndex.Update(out)
+		}
+	case *discoveryv1.EndpointSlice:
+		c := f.client.DiscoveryV1().EndpointSlices(o.Namespace)
+		var out *discoveryv1.EndpointSlice
+		if out, err = c.Create(f.ctx, o, metav1.CreateOptions{}); apierrors.IsAlreadyExists(err) {
+			out, err = c.Update(f.ctx, o, metav1.UpdateOptions{})
+		}
+		if err == nil {
+			err = f.a.sliceIndex.Update(out)
+		}
+	default:
+		err = fmt.Errorf("unexpected %T", obj)
+	}
+	if err != nil {
+		f.t.Fatalf("apply: %v", err)
+	}
+}
+
+// remove deletes a Service from the fake API and the indexer.
+func (f *fixture) remove(key string) {
+	f.t.Helper()
+	svc := f.get(key)
+	if err := f.client.CoreV1().Services(svc.Namespace).Delete(f.ctx, svc.Name, metav1.DeleteOptions{}); err != nil {
+		f.t.Fatal(err)
+	}
+	if err := f.a.svcIndex.Delete(svc); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+// get reads a Service from the fake API.
+func (f *fixture) get(key string) *corev1.Service {
+	f.t.Helper()
+	ns, name, _ := strings.Cut(key, "/")
+	svc, err := f.client.CoreV1().Services(ns).Get(f.ctx, name, metav1.GetOptions{})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return svc
+}
+
+// update applies change to a copy of the Service as the API has it.
+func (f *fixture) update(key string, change func(*corev1.Service)) {
+	f.t.Helper()
+	svc := f.get(key)
+	change(svc)
+	f.apply(svc)
+}
+
+func (f *fixture) sync(key string) error { return f.a.sync(f.ctx, key) }
+
+func (f *fixture) mustSync(keys ...string) {
+	f.t.Helper()
+	for _, k := range keys {
+		if err := f.sync(k); err != nil {
+			f.t.Fatalf("sync %s: %v", k, err)
+		}
+	}
+}
+
+// flushStatus runs the status worker until its queue is empty, then copies
+// every Service from the fake API back into the indexer, as the informer
+// would.
+func (f *fixture) flushStatus() {
+	f.t.Helper()
+	for f.a.statusQueue.Len() > 0 {
+		f.a.processStatus(f.ctx)
+	}
+	list, err := f.client.CoreV1().Services("").List(f.ctx, metav1.ListOptions{})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	for i := range list.Items {
+		if err := f.a.svcIndex.Update(&list.Items[i]); err != nil {
+			f.t.Fatal(err)
+		}
+	}
+}
+
+// writes returns the Service writes (patch, update) since the last call.
+func (f *fixture) writes() []string {
+	var out []string
+	for _, a := range f.client.Actions() {
+		if a.GetResource().Resource != "services" || (a.GetVerb() != "patch" && a.GetVerb() != "update") {
+			continue
+		}
+		w := a.GetVerb()
+		if s := a.GetSubresource(); s != "" {
+			w += " " + s
+		}
+		out = append(out, w)
+	}
+	f.client.ClearActions()
+	return out
+}
+
+// events returns the Events recorded since the last call, as "type reason".
+func (f *fixture) events() []string {
+	var out []string
+	for {
+		select {
+		case e := <-f.rec.Events:
+			typ, rest, _ := strings.Cut(e, " ")
+			reason, _, _ := strings.Cut(rest, " ")
+			out = append(out, typ+" "+reason)
+		default:
+			return out
+		}
+	}
+}
+
+// drainQueue returns the keys in the work queue, sorted, and empties it.
+func (f *fixture) drainQueue() []string {
+	var out []string
+	for f.a.queue.Len() > 0 {
+		k, _ := f.a.queue.Get()
+		f.a.queue.Done(k)
+		f.a.queue.Forget(k)
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// statusView is what a Service shows of vigil's writes.
+type statusView struct {
+	VIPHost    string
+	Ingress    []corev1.LoadBalancerIngress
+	CondStatus metav1.ConditionStatus // "" = no vigil condition
+	CondReason string
+}
+
+func (f *fixture) status(key string) statusView {
+	f.t.Helper()
+	svc := f.get(key)
+	v := statusView{VIPHost: svc.Annotations[kube.AnnotationVIPHost], Ingress: svc.Status.LoadBalancer.Ingress}
+	if c := meta.FindStatusCondition(svc.Status.Conditions, ConditionAnnounced); c != nil {
+		v.CondStatus, v.CondReason = c.Status, c.Reason
+	}
+	return v
+}
+
+func (f *fixture) condition(key string) *metav1.Condition {
+	f.t.Helper()
+	return meta.FindStatusCondition(f.get(key).Status.Conditions, ConditionAnnounced)
+}
+
+// Builders.
+
+var t0 = time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
+
+type svcOpt func(*corev1.Service)
+
+// service is a LoadBalancer Service default/name asking for ips (the
+// kube-vip.io/loadbalancerIPs annotation; "" = none) on port 80/TCP,
+// created at t0.
+func service(name, ips string, opts ...svcOpt) *corev1.Service {
+	s := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace: "default", Name: name, Generation: 1,
+			CreationTimestamp: metav1.NewTime(t0),
+		},
+		Spec: corev1.ServiceSpec{
+			Type:  corev1.ServiceTypeLoadBalancer,
+			Ports: []corev1.ServicePort{{Name: "p80", Port: 80, Protocol: corev1.ProtocolTCP}},
+		},
+	}
+	if ips != "" {
+		s.Annotations = map[string]string{kube.AnnotationLoadBalancerIPs: ips}
+	}
+	for _, o := range opts {
+		o(s)
+	}
+	s.UID = types.UID(s.Namespace + "/" + s.Name)
+	return s
+}
+
+func inNamespace(ns string) svcOpt { return func(s *corev1.Service) { s.Namespace = ns } }
+
+func createdAfter(d time.Duration) svcOpt {
+	return func(s *corev1.Service) { s.CreationTimestamp = metav1.NewTime(t0.Add(d)) }
+}
+
+// withPorts replaces the ports with these TCP ports.
+func withPorts(ports ...int32) svcOpt {
+	return func(s *corev1.Service) {
+		s.Spec.Ports = nil
+		for _, p := range ports {
+			s.Spec.Ports = append(s.Spec.Ports, corev1.ServicePort{Name: fmt.Sprintf("p%d", p), Port: p})
+		}
+	}
+}
+
+func withAnnotation(k, v string) svcOpt {
+	return func(s *corev1.Service) {
+		if s.Annotations == nil {
+			s.Annotations = map[string]string{}
+		}
+		s.Annotations[k] = v
+	}
+}
+
+func withClass(c string) svcOpt { return func(s *corev1.Service) { s.Spec.LoadBalancerClass = &c } }
+
+func withType(t corev1.ServiceType) svcOpt { return func(s *corev1.Service) { s.Spec.Type = t } }
+
+func local() svcOpt {
+	return func(s *corev1.Service) { s.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal }
+}
+
+// endpoint is a ready endpoint on node ("" = no node name).
+type endpoint struct {
+	node     string
+	notReady bool
+}
+
+// slice is an EndpointSlice of svc with one endpoint per ep.
+func slice(svc *corev1.Service, eps ...endpoint) *discoveryv1.EndpointSlice {
+	s := &discoveryv1.EndpointSlice{
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace: svc.Namespace, Name: svc.Name + "-abcde",
+			Labels: map[string]string{kube.ServiceNameLabel: svc.Name},
+		},
+		AddressType: discoveryv1.AddressTypeIPv4,
+	}
+	for i, ep := range eps {
+		e := discoveryv1.Endpoint{Addresses: []string{fmt.Sprintf("10.244.0.%d", i+1)}}
+		if ep.node != "" {
+			e.NodeName = &ep.node
+		}
+		if ep.notReady {
+			f := false
+			e.Conditions.Ready = &f
+		}
+		s.Endpoints = append(s.Endpoints, e)
+	}
+	return s
+}
+
+// on is a ready endpoint on each node.
+func on(nodes ...string) []endpoint {
+	out := make([]endpoint, 0, len(nodes))
+	for _, n := range nodes {
+		out = append(out, endpoint{node: n})
+	}
+	return out
+}
+
+// withEndpoints returns svc and an EndpointSlice with a ready endpoint on
+// each node.
+func withEndpoints(svc *corev1.Service, nodes ...string) []runtime.Object {
+	return []runtime.Object{svc, slice(svc, on(nodes...)...)}
+}
+
+func objects(groups ...[]runtime.Object) []runtime.Object {
+	var out []runtime.Object
+	for _, g := range groups {
+		out = append(out, g...)
+	}
+	return out
+}
+
+func lease(serviceKey string) election.Key {
+	ns, name, _ := strings.Cut(serviceKey, "/")
+	return election.Key{Namespace: ns, Name: LeaseName(name)}
+}
