@@ -306,10 +306,11 @@ func TestRestartRemovesStaleVIP(t *testing.T) {
 }
 
 // IPv6 VIPs are announced with unsolicited NAs; a dual-stack Service gets
-// both families on one node.
+// both families on one node. The agents pick the interface by subnet
+// (vip_servicesinterface=auto).
 func TestIPv6AndDualStack(t *testing.T) {
 	c := newCluster(t, 3)
-	c.startAll()
+	c.startAll("vip_servicesinterface=auto")
 	capture, err := c.n.StartCapture(c.ctx)
 	if err != nil {
 		t.Fatal(err)
