@@ -20,6 +20,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/vigil-lb/vigil/internal/netnstest"
 	"github.com/vigil-lb/vigil/pkg/announce"
 )
 
@@ -56,30 +57,30 @@ func newLink(t *testing.T, vips ...netip.Addr) *link {
 	if _, err := exec.LookPath("sysctl"); err != nil {
 		t.Skip("kernel test: needs the sysctl command (procps)")
 	}
-	l := &link{A: newNS(t), B: newNS(t)}
-	ipIn(t, l.A, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", l.B)
+	l := &link{A: netnstest.New(t), B: netnstest.New(t)}
+	netnstest.IP(t, l.A, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", l.B)
 	for _, end := range []struct{ ns, mac, v4, ll, v6 string }{
 		{l.A, macA, "198.18.0.1/24", llA, "fd00:1ab::1/64"},
 		{l.B, macB, "198.18.0.2/24", llB, "fd00:1ab::2/64"},
 	} {
-		ipIn(t, end.ns, "link", "set", "eth0", "address", end.mac, "addrgenmode", "none")
-		ipIn(t, end.ns, "addr", "add", end.v4, "dev", "eth0")
-		ipIn(t, end.ns, "addr", "add", end.ll+"/64", "dev", "eth0", "nodad")
-		ipIn(t, end.ns, "addr", "add", end.v6, "dev", "eth0", "nodad")
+		netnstest.IP(t, end.ns, "link", "set", "eth0", "address", end.mac, "addrgenmode", "none")
+		netnstest.IP(t, end.ns, "addr", "add", end.v4, "dev", "eth0")
+		netnstest.IP(t, end.ns, "addr", "add", end.ll+"/64", "dev", "eth0", "nodad")
+		netnstest.IP(t, end.ns, "addr", "add", end.v6, "dev", "eth0", "nodad")
 	}
 	sysctlIn(t, l.B, "net.ipv4.neigh.eth0.locktime=0")
 	// B first: bringing up A then finds the peer up, so A has carrier and
 	// a working qdisc as soon as "ip link set up" returns.
 	for _, ns := range []string{l.B, l.A} {
-		ipIn(t, ns, "link", "set", "lo", "up")
-		ipIn(t, ns, "link", "set", "eth0", "up")
+		netnstest.IP(t, ns, "link", "set", "lo", "up")
+		netnstest.IP(t, ns, "link", "set", "eth0", "up")
 	}
 	for _, vip := range vips {
-		ipIn(t, l.B, "neigh", "replace", vip.String(), "lladdr", macStale, "dev", "eth0", "nud", "stale")
+		netnstest.IP(t, l.B, "neigh", "replace", vip.String(), "lladdr", macStale, "dev", "eth0", "nud", "stale")
 	}
 
-	l.hB = handleAt(t, l.B)
-	waitIPv6Ready(t, handleAt(t, l.A), l.A)
+	l.hB = netnstest.HandleAt(t, l.B)
+	waitIPv6Ready(t, netnstest.HandleAt(t, l.A), l.A)
 	waitIPv6Ready(t, l.hB, l.B)
 	nl, err := l.hB.LinkByName("eth0")
 	if err != nil {
@@ -110,7 +111,7 @@ func sysctlIn(t *testing.T, ns, kv string) {
 func interfaceIn(t *testing.T, ns, name string) *net.Interface {
 	t.Helper()
 	var ifi *net.Interface
-	err := inNS(ns, func() error {
+	err := netnstest.InNS(ns, func() error {
 		var err error
 		ifi, err = net.InterfaceByName(name)
 		return err
@@ -206,7 +207,7 @@ type capture struct{ pc *packet.Conn }
 func (l *link) capture(t *testing.T) *capture {
 	t.Helper()
 	var pc *packet.Conn
-	err := inNS(l.B, func() error {
+	err := netnstest.InNS(l.B, func() error {
 		var err error
 		pc, err = packet.Listen(l.ifB, packet.Raw, unix.ETH_P_ALL, nil)
 		return err
@@ -329,7 +330,7 @@ func wantNA(vip netip.Addr) []any {
 func (l *link) connIn(t *testing.T, open func(*net.Interface) (announce.Conn, error)) announce.Conn {
 	t.Helper()
 	var c announce.Conn
-	err := inNS(l.A, func() error {
+	err := netnstest.InNS(l.A, func() error {
 		var err error
 		c, err = open(l.ifA)
 		return err
@@ -388,7 +389,7 @@ func TestKernelAnnouncer(t *testing.T) {
 	vip6 := netip.MustParseAddr("fd00:1ab::101")
 	l := newLink(t, vip4, vip6)
 	var a *announce.Announcer
-	err := inNS(l.A, func() error {
+	err := netnstest.InNS(l.A, func() error {
 		var err error
 		a, err = announce.Open(l.ifA, announce.Options{})
 		return err
@@ -427,19 +428,19 @@ func TestKernelAnnouncer(t *testing.T) {
 // TestKernelOpenWithoutIPv6 opens an Announcer on an interface with no IPv6
 // link-local address: IPv4 still works and IPv6 is refused with the reason.
 func TestKernelOpenWithoutIPv6(t *testing.T) {
-	ns := newNS(t)
-	ipIn(t, ns, "link", "add", "eth1", "type", "veth", "peer", "name", "eth2")
+	ns := netnstest.New(t)
+	netnstest.IP(t, ns, "link", "add", "eth1", "type", "veth", "peer", "name", "eth2")
 	for _, name := range []string{"eth1", "eth2"} {
-		ipIn(t, ns, "link", "set", name, "addrgenmode", "none")
+		netnstest.IP(t, ns, "link", "set", name, "addrgenmode", "none")
 	}
-	ipIn(t, ns, "addr", "add", "198.18.1.1/24", "dev", "eth1")
-	ipIn(t, ns, "link", "set", "eth2", "up")
-	ipIn(t, ns, "link", "set", "eth1", "up")
+	netnstest.IP(t, ns, "addr", "add", "198.18.1.1/24", "dev", "eth1")
+	netnstest.IP(t, ns, "link", "set", "eth2", "up")
+	netnstest.IP(t, ns, "link", "set", "eth1", "up")
 	ifi := interfaceIn(t, ns, "eth1")
 
 	var a *announce.Announcer
 	var ndpErr error
-	err := inNS(ns, func() error {
+	err := netnstest.InNS(ns, func() error {
 		if c, err := announce.NewNDP(ifi); err == nil {
 			c.Close()
 		} else {

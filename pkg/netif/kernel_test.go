@@ -11,6 +11,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/vigil-lb/vigil/internal/netnstest"
 	"github.com/vigil-lb/vigil/pkg/netif"
 )
 
@@ -25,19 +26,19 @@ const eth0MAC = "02:00:00:00:01:00"
 //	lo    up    127.0.0.1/8, ::1/128
 func fixture(t *testing.T) (string, *netlink.Handle) {
 	t.Helper()
-	ns := newNS(t)
-	ipIn(t, ns, "link", "add", "eth0", "type", "veth", "peer", "name", "eth1")
-	ipIn(t, ns, "link", "add", "eth2", "type", "veth", "peer", "name", "eth3")
-	ipIn(t, ns, "link", "set", "eth0", "address", eth0MAC)
-	ipIn(t, ns, "addr", "add", "198.18.0.1/16", "dev", "eth0")
-	ipIn(t, ns, "addr", "add", "fd00:1ab::1/64", "dev", "eth0", "nodad")
-	ipIn(t, ns, "addr", "add", "198.18.5.1/24", "dev", "eth1")
-	ipIn(t, ns, "addr", "add", "198.18.9.9/32", "dev", "eth1")
-	ipIn(t, ns, "addr", "add", "198.18.6.1/24", "dev", "eth2")
+	ns := netnstest.New(t)
+	netnstest.IP(t, ns, "link", "add", "eth0", "type", "veth", "peer", "name", "eth1")
+	netnstest.IP(t, ns, "link", "add", "eth2", "type", "veth", "peer", "name", "eth3")
+	netnstest.IP(t, ns, "link", "set", "eth0", "address", eth0MAC)
+	netnstest.IP(t, ns, "addr", "add", "198.18.0.1/16", "dev", "eth0")
+	netnstest.IP(t, ns, "addr", "add", "fd00:1ab::1/64", "dev", "eth0", "nodad")
+	netnstest.IP(t, ns, "addr", "add", "198.18.5.1/24", "dev", "eth1")
+	netnstest.IP(t, ns, "addr", "add", "198.18.9.9/32", "dev", "eth1")
+	netnstest.IP(t, ns, "addr", "add", "198.18.6.1/24", "dev", "eth2")
 	for _, l := range []string{"lo", "eth0", "eth1", "eth3"} {
-		ipIn(t, ns, "link", "set", l, "up")
+		netnstest.IP(t, ns, "link", "set", l, "up")
 	}
-	return ns, handleAt(t, ns)
+	return ns, netnstest.HandleAt(t, ns)
 }
 
 func openEth0(t *testing.T, h *netlink.Handle) *netif.Link {
@@ -245,7 +246,7 @@ func TestKernelOpen(t *testing.T) {
 		Bound, Unbound []netip.Addr
 	}
 	var got result
-	err := inNS(ns, func() error {
+	err := netnstest.InNS(ns, func() error {
 		l, err := netif.Open("eth0")
 		if err != nil {
 			return err
@@ -311,7 +312,7 @@ func TestKernelInterfaceFor(t *testing.T) {
 // contains a routable address still does not count.
 func TestKernelInterfaceForSkipsLoopback(t *testing.T) {
 	ns, h := fixture(t)
-	ipIn(t, ns, "addr", "add", "198.18.200.1/24", "dev", "lo")
+	netnstest.IP(t, ns, "addr", "add", "198.18.200.1/24", "dev", "lo")
 	if got, err := netif.InterfaceFor(h, netip.MustParseAddr("198.18.200.7")); err != nil || got != "eth0" {
 		t.Errorf("InterfaceFor(198.18.200.7) = %q, %v; want eth0 (the /24 on lo does not count)", got, err)
 	}

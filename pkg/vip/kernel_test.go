@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/vishvananda/netlink"
 
+	"github.com/vigil-lb/vigil/internal/netnstest"
 	"github.com/vigil-lb/vigil/pkg/announce"
 	"github.com/vigil-lb/vigil/pkg/netif"
 	"github.com/vigil-lb/vigil/pkg/vip"
@@ -25,18 +26,18 @@ import (
 //	lo    up
 func fixture(t *testing.T) (string, *netlink.Handle) {
 	t.Helper()
-	ns := newNS(t)
-	ipIn(t, ns, "link", "add", "eth0", "type", "veth", "peer", "name", "eth1")
+	ns := netnstest.New(t)
+	netnstest.IP(t, ns, "link", "add", "eth0", "type", "veth", "peer", "name", "eth1")
 	for _, l := range []string{"eth0", "eth1"} {
-		ipIn(t, ns, "link", "set", l, "addrgenmode", "none")
+		netnstest.IP(t, ns, "link", "set", l, "addrgenmode", "none")
 	}
-	ipIn(t, ns, "addr", "add", "198.18.0.1/24", "dev", "eth0")
-	ipIn(t, ns, "addr", "add", "fe80::1/64", "dev", "eth0", "nodad")
-	ipIn(t, ns, "addr", "add", "fd00:1ab::1/64", "dev", "eth0", "nodad")
+	netnstest.IP(t, ns, "addr", "add", "198.18.0.1/24", "dev", "eth0")
+	netnstest.IP(t, ns, "addr", "add", "fe80::1/64", "dev", "eth0", "nodad")
+	netnstest.IP(t, ns, "addr", "add", "fd00:1ab::1/64", "dev", "eth0", "nodad")
 	for _, l := range []string{"lo", "eth1", "eth0"} {
-		ipIn(t, ns, "link", "set", l, "up")
+		netnstest.IP(t, ns, "link", "set", l, "up")
 	}
-	return ns, handleAt(t, ns)
+	return ns, netnstest.HandleAt(t, ns)
 }
 
 // hostAddrs returns the /32 and /128 addresses on eth0.
@@ -124,7 +125,7 @@ func TestKernelUpDownRecover(t *testing.T) {
 			stop := start(t, m)
 
 			// Up binds, journals and announces at once; again is a no-op.
-			if err := inNS(ns, func() error {
+			if err := netnstest.InNS(ns, func() error {
 				for _, a := range []netip.Addr{v6, v4, v4} {
 					if err := m.Up(a); err != nil {
 						return err
@@ -149,7 +150,7 @@ func TestKernelUpDownRecover(t *testing.T) {
 			}
 
 			// Down unbinds and journals; again is a no-op.
-			if err := inNS(ns, func() error {
+			if err := netnstest.InNS(ns, func() error {
 				for _, a := range []netip.Addr{v4, v4} {
 					if err := m.Down(a); err != nil {
 						return err
@@ -174,12 +175,12 @@ func TestKernelUpDownRecover(t *testing.T) {
 			if diff := cmp.Diff([]netip.Addr{v6}, hostAddrs(t, h), cmpAddr); diff != "" {
 				t.Fatalf("after the crash: addresses on eth0 (-want +got):\n%s", diff)
 			}
-			ipIn(t, ns, "addr", "add", other.String()+"/32", "dev", "eth0")
+			netnstest.IP(t, ns, "addr", "add", other.String()+"/32", "dev", "eth0")
 
 			// The next life removes what the journal names, and only that.
 			m2 := vip.New(cfg, logTo(&logs))
 			var removed []netip.Addr
-			if err := inNS(ns, func() (err error) {
+			if err := netnstest.InNS(ns, func() (err error) {
 				removed, err = m2.Recover()
 				return err
 			}); err != nil {
@@ -201,7 +202,7 @@ func TestKernelUpDownRecover(t *testing.T) {
 			// A journal naming an address that is gone, and an interface
 			// that is gone: nothing to remove, journal emptied.
 			writeFile(t, journal, `[{"interface":"eth0","addr":"198.18.0.10"},{"interface":"vgl-ut-gone0","addr":"198.18.0.11"}]`)
-			if err := inNS(ns, func() (err error) {
+			if err := netnstest.InNS(ns, func() (err error) {
 				removed, err = vip.New(cfg, logTo(&logs)).Recover()
 				return err
 			}); err != nil {
@@ -258,13 +259,13 @@ func TestKernelJournalDirCreated(t *testing.T) {
 	m := vip.New(vip.Config{Interface: "eth0", Journal: journal, Announce: announce.Options{Burst: -1, Refresh: time.Hour}}, logTo(&bytes.Buffer{}))
 	start(t, m)
 	a := netip.MustParseAddr("198.18.0.10")
-	if err := inNS(ns, func() error { return m.Up(a) }); err != nil {
+	if err := netnstest.InNS(ns, func() error { return m.Up(a) }); err != nil {
 		t.Fatal(err)
 	}
 	if diff := cmp.Diff([]entry{{"eth0", a}}, readJournal(t, journal), cmpAddr); diff != "" {
 		t.Errorf("journal (-want +got):\n%s", diff)
 	}
-	if err := inNS(ns, func() error { return m.Down(a) }); err != nil {
+	if err := netnstest.InNS(ns, func() error { return m.Down(a) }); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(journal + ".tmp"); !os.IsNotExist(err) {
@@ -289,7 +290,7 @@ func TestKernelUpFails(t *testing.T) {
 			journal := filepath.Join(t.TempDir(), "vips.json")
 			m := vip.New(vip.Config{Interface: tt.iface, Journal: journal, Announce: announce.Options{Burst: -1, Refresh: time.Hour}}, logTo(&bytes.Buffer{}))
 			start(t, m)
-			if err := inNS(ns, func() error { return m.Up(netip.MustParseAddr(tt.addr)) }); err == nil {
+			if err := netnstest.InNS(ns, func() error { return m.Up(netip.MustParseAddr(tt.addr)) }); err == nil {
 				t.Fatal("Up succeeded, want an error")
 			}
 			if diff := cmp.Diff([]netip.Addr{}, m.Bound(), cmpAddr); diff != "" {

@@ -199,9 +199,7 @@ func TestFailover(t *testing.T) {
 	c.startAll()
 	c.serveAll(8080)
 	vip := mustAddr("198.18.0.106")
-	c.setEndpoints("web", c.allNodes()...)
-	c.createService("web", []string{vip.String()})
-	holder, _ := c.waitOwner(vip, "", "", 5*time.Second)
+	holder := c.announced("web", vip)
 	capture, err := c.n.StartCapture(c.ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -245,9 +243,7 @@ func TestPartitionedHolderWithdrawsFirst(t *testing.T) {
 	c.startAll()
 	vip := mustAddr("198.18.0.107")
 	c.watchBound(vip.String())
-	c.setEndpoints("web", c.allNodes()...)
-	c.createService("web", []string{vip.String()})
-	holder, _ := c.waitOwner(vip, "", "", 5*time.Second)
+	holder := c.announced("web", vip)
 	capture, err := c.n.StartCapture(c.ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -287,9 +283,7 @@ func TestRestartRemovesStaleVIP(t *testing.T) {
 	c := newCluster(t, 2)
 	c.startAll()
 	vip := mustAddr("198.18.0.108")
-	c.setEndpoints("web", c.allNodes()...)
-	c.createService("web", []string{vip.String()})
-	holder, _ := c.waitOwner(vip, "", "", 5*time.Second)
+	holder := c.announced("web", vip)
 	c.agents[holder].Kill()
 	if got := c.nodesWith(vip); !slices.Contains(got, holder) {
 		t.Fatalf("expected the killed agent to leave %s on %s, bound on %v", vip, holder, got)

@@ -402,3 +402,13 @@ func (c *cluster) isCrashed(name string) bool {
 	defer c.crashedMu.Unlock()
 	return c.crashed[name]
 }
+
+// announced creates Service name for ip with ready endpoints on every node
+// and returns the node that ends up answering for ip.
+func (c *cluster) announced(name string, ip netip.Addr, opts ...svcOpt) string {
+	c.t.Helper()
+	c.setEndpoints(name, c.allNodes()...)
+	c.createService(name, []string{ip.String()}, opts...)
+	holder, _ := c.waitOwner(ip, "", "", 5*time.Second)
+	return holder
+}

@@ -5,6 +5,8 @@ import (
 	"io"
 	"net"
 	"sync"
+
+	"github.com/vigil-lb/vigil/internal/netnstest"
 )
 
 // forwarder listens inside a namespace and relays each connection to an
@@ -21,7 +23,7 @@ type forwarder struct {
 
 func startForwarder(ns, listen, target string) (*forwarder, error) {
 	var ln net.Listener
-	err := inNS(ns, func() (err error) {
+	err := netnstest.InNS(ns, func() (err error) {
 		ln, err = net.Listen("tcp", listen)
 		return err
 	})

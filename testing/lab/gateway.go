@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/vigil-lb/vigil/internal/netnstest"
 )
 
 // DHCPOptions configures the gateway's dnsmasq.
@@ -202,7 +204,7 @@ type stunServer struct {
 
 func startSTUN(ns string, at netip.AddrPort) (*stunServer, error) {
 	var pc net.PacketConn
-	if err := inNS(ns, func() (err error) {
+	if err := netnstest.InNS(ns, func() (err error) {
 		pc, err = net.ListenPacket("udp4", at.String())
 		return err
 	}); err != nil {

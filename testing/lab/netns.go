@@ -2,48 +2,14 @@ package lab
 
 import (
 	"context"
-	"fmt"
 	"os"
-	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
-
-	"github.com/vishvananda/netns"
 )
 
 // nsPrefix starts every namespace the lab creates.
 const nsPrefix = "vgl-"
-
-// inNS runs fn on a thread switched into namespace ns. Sockets created by fn
-// stay in that namespace after the thread switches back.
-func inNS(ns string, fn func() error) error {
-	runtime.LockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("get current netns: %w", err)
-	}
-	defer orig.Close()
-	target, err := netns.GetFromName(ns)
-	if err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("open netns %s: %w", ns, err)
-	}
-	defer target.Close()
-	if err := netns.Set(target); err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("enter netns %s: %w", ns, err)
-	}
-	ferr := fn()
-	if err := netns.Set(orig); err != nil {
-		// Leave the thread locked: the runtime discards it when this
-		// goroutine exits, so no other goroutine ever runs in ns by accident.
-		return fmt.Errorf("return from netns %s: %w", ns, err)
-	}
-	runtime.UnlockOSThread()
-	return ferr
-}
 
 // listNamespaces returns the named namespaces under /run/netns.
 func listNamespaces() ([]string, error) {

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/vigil-lb/vigil/internal/netnstest"
 )
 
 // Host is one network namespace attached to the lab LAN (or, for the WAN
@@ -343,7 +345,7 @@ func nft(ctx context.Context, ns, script string) error {
 
 // writeSysctls sets /proc/sys values as seen from inside namespace ns.
 func writeSysctls(ns string, kv map[string]string) error {
-	return inNS(ns, func() error {
+	return netnstest.InNS(ns, func() error {
 		for k, v := range kv {
 			if err := os.WriteFile("/proc/sys/"+k, []byte(v), 0o644); err != nil {
 				return fmt.Errorf("sysctl %s=%s in %s: %w", k, v, ns, err)

@@ -17,6 +17,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/vigil-lb/vigil/internal/netnstest"
 )
 
 // ResolveMAC asks, from the client, which MAC answers for addr right now:
@@ -78,7 +80,7 @@ func dialFrom(ctx context.Context, ns string, ap netip.AddrPort) (string, error)
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	var c net.Conn
-	err := inNS(ns, func() (err error) {
+	err := netnstest.InNS(ns, func() (err error) {
 		var d net.Dialer
 		c, err = d.DialContext(ctx, "tcp", ap.String())
 		return err
@@ -102,7 +104,7 @@ func dialFrom(ctx context.Context, ns string, ap netip.AddrPort) (string, error)
 // returned func is called.
 func (n *Network) Serve(h *Host, port uint16) (stop func(), err error) {
 	var ln net.Listener
-	err = inNS(h.NS, func() (err error) {
+	err = netnstest.InNS(h.NS, func() (err error) {
 		ln, err = net.Listen("tcp", fmt.Sprintf("[::]:%d", port))
 		return err
 	})
@@ -296,7 +298,7 @@ func (n *Network) HTTPGet(ctx context.Context, h *Host, url string) (int, string
 	tr := &http.Transport{
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			var c net.Conn
-			err := inNS(h.NS, func() (err error) {
+			err := netnstest.InNS(h.NS, func() (err error) {
 				var d net.Dialer
 				c, err = d.DialContext(ctx, network, addr)
 				return err

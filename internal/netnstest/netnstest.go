@@ -1,4 +1,7 @@
-package vip_test
+// Package netnstest gives kernel tests and the lab throwaway network
+// namespaces and a way to run code inside one. Tests only ever touch
+// namespaces they create (named with Prefix) and delete them when done.
+package netnstest
 
 import (
 	"crypto/rand"
@@ -14,13 +17,11 @@ import (
 	"github.com/vishvananda/netns"
 )
 
-// The kernel tests only ever touch network namespaces they create
-// themselves, named with this prefix, and delete them in t.Cleanup. They
-// never add links in, or change anything of, the namespace the test runs in.
-const nsPrefix = "vgl-ut-"
+// Prefix starts the name of every namespace New creates.
+const Prefix = "vgl-ut-"
 
-// requireNetns skips t unless it can create network namespaces.
-func requireNetns(t *testing.T) {
+// Require skips t unless it can create network namespaces.
+func Require(t *testing.T) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("kernel test: needs root to create network namespaces")
@@ -30,15 +31,15 @@ func requireNetns(t *testing.T) {
 	}
 }
 
-// newNS creates a throwaway network namespace and deletes it when t ends.
-func newNS(t *testing.T) string {
+// New creates a throwaway network namespace and deletes it when t ends.
+func New(t *testing.T) string {
 	t.Helper()
-	requireNetns(t)
+	Require(t)
 	b := make([]byte, 4)
 	if _, err := rand.Read(b); err != nil {
 		t.Fatal(err)
 	}
-	name := nsPrefix + hex.EncodeToString(b)
+	name := Prefix + hex.EncodeToString(b)
 	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
 		t.Skipf("kernel test: cannot create a network namespace (%v: %s)", err, strings.TrimSpace(string(out)))
 	}
@@ -50,8 +51,8 @@ func newNS(t *testing.T) string {
 	return name
 }
 
-// ipIn runs "ip -n ns args..." and fails t if it fails.
-func ipIn(t *testing.T, ns string, args ...string) {
+// IP runs "ip -n ns args..." and fails t if it fails.
+func IP(t *testing.T, ns string, args ...string) {
 	t.Helper()
 	args = append([]string{"-n", ns}, args...)
 	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
@@ -59,8 +60,8 @@ func ipIn(t *testing.T, ns string, args ...string) {
 	}
 }
 
-// handleAt returns a netlink handle in namespace ns, closed when t ends.
-func handleAt(t *testing.T, ns string) *netlink.Handle {
+// HandleAt returns a netlink handle in namespace ns, closed when t ends.
+func HandleAt(t *testing.T, ns string) *netlink.Handle {
 	t.Helper()
 	nsh, err := netns.GetFromName(ns)
 	if err != nil {
@@ -75,10 +76,10 @@ func handleAt(t *testing.T, ns string) *netlink.Handle {
 	return h
 }
 
-// inNS runs fn on a goroutine locked to an OS thread that is switched into
+// InNS runs fn on a goroutine locked to an OS thread that is switched into
 // namespace ns, and waits for it. fn must not call t.Fatal. If the thread
 // cannot be switched back it stays locked, so the runtime discards it.
-func inNS(ns string, fn func() error) error {
+func InNS(ns string, fn func() error) error {
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
