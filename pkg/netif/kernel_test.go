@@ -3,6 +3,7 @@ package netif_test
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"testing"
 
@@ -315,5 +316,53 @@ func TestKernelInterfaceForSkipsLoopback(t *testing.T) {
 	netnstest.IP(t, ns, "addr", "add", "198.18.200.1/24", "dev", "lo")
 	if got, err := netif.InterfaceFor(h, netip.MustParseAddr("198.18.200.7")); err != nil || got != "eth0" {
 		t.Errorf("InterfaceFor(198.18.200.7) = %q, %v; want eth0 (the /24 on lo does not count)", got, err)
+	}
+}
+
+func TestKernelMacvlan(t *testing.T) {
+	ns := netnstest.New(t)
+	netnstest.IP(t, ns, "link", "add", "eth0", "type", "veth", "peer", "name", "eth1")
+	netnstest.IP(t, ns, "link", "set", "eth1", "up")
+	netnstest.IP(t, ns, "link", "set", "eth0", "up")
+	netnstest.IP(t, ns, "addr", "add", "198.18.5.2/24", "dev", "eth0")
+	netnstest.IP(t, ns, "route", "add", "default", "via", "198.18.5.1")
+	h := netnstest.HandleAt(t, ns)
+	mac := net.HardwareAddr{0x02, 0, 0, 0, 0xab, 0x01}
+
+	l, err := netif.AddMacvlan(h, "eth0", "vglm-test", mac)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := l.HardwareAddr().String(); got != mac.String() {
+		t.Errorf("macvlan MAC = %s, want %s", got, mac)
+	}
+	// Idempotent with the same parameters; replaced with another MAC.
+	if _, err := netif.AddMacvlan(h, "eth0", "vglm-test", mac); err != nil {
+		t.Fatalf("AddMacvlan again: %v", err)
+	}
+	other := net.HardwareAddr{0x02, 0, 0, 0, 0xab, 0x02}
+	l2, err := netif.AddMacvlan(h, "eth0", "vglm-test", other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := l2.HardwareAddr().String(); got != other.String() {
+		t.Errorf("replaced macvlan MAC = %s, want %s", got, other)
+	}
+	names, err := netif.LinksWithPrefix(h, "vglm-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"vglm-test"}, names); diff != "" {
+		t.Errorf("LinksWithPrefix (-want +got):\n%s", diff)
+	}
+	def, err := netif.DefaultRouteInterface(h)
+	if err != nil || def != "eth0" {
+		t.Errorf("DefaultRouteInterface = %q, %v; want eth0", def, err)
+	}
+	for _, want := range []bool{true, false} {
+		got, err := netif.DeleteLink(h, "vglm-test")
+		if err != nil || got != want {
+			t.Errorf("DeleteLink = %v, %v; want %v", got, err, want)
+		}
 	}
 }

@@ -1,0 +1,120 @@
+package netif
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// AddMacvlan creates (or finds) a bridge-mode macvlan called name on parent
+// with the given MAC, and sets it up. An existing link of that name with
+// another parent or MAC is replaced.
+func AddMacvlan(h *netlink.Handle, parent, name string, mac net.HardwareAddr) (*Link, error) {
+	h = handle(h)
+	p, err := h.LinkByName(parent)
+	if err != nil {
+		return nil, fmt.Errorf("netif: macvlan parent %q: %w", parent, err)
+	}
+	if cur, err := h.LinkByName(name); err == nil {
+		a := cur.Attrs()
+		if cur.Type() == "macvlan" && a.ParentIndex == p.Attrs().Index && a.HardwareAddr.String() == mac.String() {
+			if err := h.LinkSetUp(cur); err != nil {
+				return nil, fmt.Errorf("netif: set %s up: %w", name, err)
+			}
+			return &Link{h: h, link: cur}, nil
+		}
+		if err := h.LinkDel(cur); err != nil {
+			return nil, fmt.Errorf("netif: replace %s: %w", name, err)
+		}
+	}
+	mv := &netlink.Macvlan{
+		LinkAttrs: netlink.LinkAttrs{Name: name, ParentIndex: p.Attrs().Index, HardwareAddr: mac},
+		Mode:      netlink.MACVLAN_MODE_BRIDGE,
+	}
+	if err := h.LinkAdd(mv); err != nil {
+		return nil, fmt.Errorf("netif: add macvlan %s on %s: %w", name, parent, err)
+	}
+	l, err := h.LinkByName(name)
+	if err != nil {
+		return nil, fmt.Errorf("netif: open new macvlan %s: %w", name, err)
+	}
+	if err := h.LinkSetUp(l); err != nil {
+		_ = h.LinkDel(l)
+		return nil, fmt.Errorf("netif: set %s up: %w", name, err)
+	}
+	return &Link{h: h, link: l}, nil
+}
+
+// DeleteLink removes the interface called name; a missing one is not an
+// error.
+func DeleteLink(h *netlink.Handle, name string) (deleted bool, err error) {
+	h = handle(h)
+	l, err := h.LinkByName(name)
+	if err != nil {
+		var nf netlink.LinkNotFoundError
+		if errors.As(err, &nf) || errors.Is(err, unix.ENODEV) {
+			return false, nil
+		}
+		return false, fmt.Errorf("netif: find %s: %w", name, err)
+	}
+	if err := h.LinkDel(l); err != nil {
+		return false, fmt.Errorf("netif: delete %s: %w", name, err)
+	}
+	return true, nil
+}
+
+// LinksWithPrefix names the interfaces whose name starts with prefix.
+func LinksWithPrefix(h *netlink.Handle, prefix string) ([]string, error) {
+	links, err := handle(h).LinkList()
+	if err != nil {
+		return nil, fmt.Errorf("netif: list links: %w", err)
+	}
+	var out []string
+	for _, l := range links {
+		if strings.HasPrefix(l.Attrs().Name, prefix) {
+			out = append(out, l.Attrs().Name)
+		}
+	}
+	return out, nil
+}
+
+// DefaultRouteInterface names the interface of the IPv4 default route.
+func DefaultRouteInterface(h *netlink.Handle) (string, error) {
+	h = handle(h)
+	routes, err := h.RouteList(nil, netlink.FAMILY_V4)
+	if err != nil {
+		return "", fmt.Errorf("netif: list routes: %w", err)
+	}
+	for _, r := range routes {
+		if r.Dst != nil {
+			if ones, _ := r.Dst.Mask.Size(); ones != 0 {
+				continue
+			}
+		}
+		l, err := h.LinkByIndex(r.LinkIndex)
+		if err != nil {
+			continue
+		}
+		return l.Attrs().Name, nil
+	}
+	return "", errors.New("netif: no IPv4 default route")
+}
+
+// IsolateARP makes only the interface that owns an IPv4 address answer ARP
+// for it, and makes it use that address as ARP source (arp_ignore=1,
+// arp_announce=2 on ifname), so a parent never answers for its macvlans'
+// addresses. It writes /proc/sys of the caller's network namespace.
+func IsolateARP(ifname string) error {
+	for k, v := range map[string]string{"arp_ignore": "1", "arp_announce": "2"} {
+		p := "/proc/sys/net/ipv4/conf/" + ifname + "/" + k
+		if err := os.WriteFile(p, []byte(v), 0o644); err != nil {
+			return fmt.Errorf("netif: set %s: %w", p, err)
+		}
+	}
+	return nil
+}
