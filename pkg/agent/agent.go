@@ -25,6 +25,7 @@ import (
 
 	"github.com/vigil-lb/vigil/pkg/election"
 	"github.com/vigil-lb/vigil/pkg/kube"
+	"github.com/vigil-lb/vigil/pkg/vip"
 )
 
 // Config is the agent's own configuration.
@@ -55,6 +56,12 @@ type Dataplane interface {
 	Up(netip.Addr) error
 	Down(netip.Addr) error
 	Bound() []netip.Addr
+	// EnsureDHCP keeps a DHCP lease for key on a macvlan and the leased
+	// address up; StopDHCP withdraws it, releases the lease and removes the
+	// macvlan.
+	EnsureDHCP(key string, p vip.DHCPParams) (netip.Addr, bool, error)
+	StopDHCP(key string) error
+	DHCPKeys() []string
 }
 
 // Metrics receives what the agent measures.
@@ -94,6 +101,7 @@ type Agent struct {
 	leadable   map[string]bool         // service key -> this node campaigns for it
 	announcing map[string]bool         // service key -> this node announces it
 	warned     map[string]string       // service key -> last warning sent
+	dhcpUp     map[string]netip.Addr   // service key -> DHCP address up here
 
 	shutdownOnce sync.Once
 }
@@ -138,7 +146,7 @@ func New(cfg Config, client kubernetes.Interface, el Elector, dp Dataplane, m Me
 		intents:      map[string]statusIntent{},
 		resyncPeriod: 30 * time.Second,
 		addrs:        map[string][]netip.Addr{}, leadable: map[string]bool{},
-		announcing: map[string]bool{}, warned: map[string]string{},
+		announcing: map[string]bool{}, warned: map[string]string{}, dhcpUp: map[string]netip.Addr{},
 	}
 	if err := svcInf.AddIndexers(cache.Indexers{indexByVIP: vipIndex}); err != nil {
 		return nil, err
@@ -330,6 +338,11 @@ func (a *Agent) Run(ctx context.Context) error {
 func (a *Agent) shutdown() error {
 	var errs []error
 	a.shutdownOnce.Do(func() {
+		for _, key := range a.dp.DHCPKeys() {
+			if err := a.dp.StopDHCP(key); err != nil {
+				errs = append(errs, err)
+			}
+		}
 		for _, ip := range a.dp.Bound() {
 			if err := a.dp.Down(ip); err != nil {
 				errs = append(errs, err)
@@ -370,6 +383,7 @@ func (a *Agent) processNext(ctx context.Context) bool {
 type verdict struct {
 	handled bool         // ours: LoadBalancer, class, not ignored
 	addrs   []netip.Addr // static VIPs
+	dhcp    bool         // asks for an IPv4 address from DHCP (0.0.0.0)
 	active  bool         // handled, valid, has addresses, no port collision
 	reason  string       // why not active (condition reason)
 	message string
@@ -395,9 +409,14 @@ func (a *Agent) evaluate(svc *corev1.Service) verdict {
 	case err != nil:
 		v.reason, v.message, v.warning = "InvalidAddress", err.Error(), true
 		return v
-	case req.DHCP4 || req.DHCP6:
-		v.reason, v.message, v.warning = "DHCPUnsupported", "addresses from DHCP (0.0.0.0 / ::) are not supported yet", true
+	case req.DHCP6:
+		v.reason, v.message, v.warning = "DHCPUnsupported", "addresses from DHCPv6 (::) are not supported", true
 		return v
+	case req.DHCP4 && len(req.Addrs) > 0:
+		v.reason, v.message, v.warning = "InvalidAddress", "0.0.0.0 (an address from DHCP) cannot be combined with static addresses", true
+		return v
+	case req.DHCP4:
+		v.dhcp = true
 	case len(req.Addrs) == 0:
 		v.reason, v.message = "NoAddress", "no address requested (kube-vip.io/loadbalancerIPs or spec.loadBalancerIP)"
 		return v
@@ -528,6 +547,14 @@ func (a *Agent) sync(ctx context.Context, key string) error {
 			errs = append(errs, err)
 		}
 	}
+	leading := leadable && a.elector.Leading(lk)
+	in := statusIntent{v: v, addrs: v.addrs, up: leading}
+	for _, ip := range v.addrs {
+		in.up = in.up && a.bound(ip)
+	}
+	if err := a.syncDHCP(log, svc, key, v, leading, &in); err != nil {
+		errs = append(errs, err)
+	}
 	// Resign a Service's own Lease when it may not lead it any more, or no
 	// longer uses it (shared-lease mode, no longer Local, or deleted). The
 	// shared Lease is only released on shutdown.
@@ -539,15 +566,10 @@ func (a *Agent) sync(ctx context.Context, key string) error {
 		cancel()
 	}
 
-	leading := leadable && a.elector.Leading(lk)
-	up := leading
-	for _, ip := range v.addrs {
-		up = up && a.bound(ip)
-	}
-	a.transition(log, svc, key, up)
+	a.transition(log, svc, key, in.up, in.addrs)
 	a.intentMu.Lock()
 	if svc != nil {
-		a.intents[key] = statusIntent{v: v, up: up}
+		a.intents[key] = in
 	} else {
 		delete(a.intents, key)
 	}
@@ -564,8 +586,13 @@ func (a *Agent) sync(ctx context.Context, key string) error {
 // statusIntent is what a Service's status should say, as concluded by the
 // last sync.
 type statusIntent struct {
-	v  verdict
-	up bool
+	v     verdict
+	up    bool         // this node announces the Service
+	addrs []netip.Addr // what it announces (static or from DHCP)
+	// DHCP: the MAC asked with, and whether the holder still waits for a
+	// lease.
+	mac     string
+	pending bool
 }
 
 // processStatus is the status worker: it writes what sync concluded.
@@ -586,7 +613,7 @@ func (a *Agent) processStatus(ctx context.Context) bool {
 	}
 	if err == nil {
 		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		err = a.writeStatus(wctx, svc, in.v, in.up)
+		err = a.writeStatus(wctx, svc, in)
 		cancel()
 	}
 	if err != nil {
@@ -600,7 +627,7 @@ func (a *Agent) processStatus(ctx context.Context) bool {
 
 // transition records and reports this node starting or stopping to announce
 // a Service.
-func (a *Agent) transition(log *slog.Logger, svc *corev1.Service, key string, up bool) {
+func (a *Agent) transition(log *slog.Logger, svc *corev1.Service, key string, up bool, addrs []netip.Addr) {
 	if a.announcing[key] == up {
 		return
 	}
@@ -608,7 +635,7 @@ func (a *Agent) transition(log *slog.Logger, svc *corev1.Service, key string, up
 		a.announcing[key] = true
 		log.Info("announcing service")
 		if svc != nil {
-			a.recorder.Eventf(svc, corev1.EventTypeNormal, "VIPAcquired", "node %s announces %s", a.cfg.NodeName, joinAddrs(a.addrs[key]))
+			a.recorder.Eventf(svc, corev1.EventTypeNormal, "VIPAcquired", "node %s announces %s", a.cfg.NodeName, joinAddrs(addrs))
 		}
 	} else {
 		delete(a.announcing, key)
@@ -647,12 +674,23 @@ func joinAddrs(addrs []netip.Addr) string {
 // the ingress, vipHost and a true condition; when no node can announce the
 // Service, every node writes the same empty ingress and the reason (the
 // writes are idempotent); otherwise the holder's word stands.
-func (a *Agent) writeStatus(ctx context.Context, svc *corev1.Service, v verdict, up bool) error {
+func (a *Agent) writeStatus(ctx context.Context, svc *corev1.Service, in statusIntent) error {
+	v := in.v
 	switch {
-	case up:
-		return a.ensureStatus(ctx, svc, ingressFor(svc, v.addrs), a.cfg.NodeName, metav1.Condition{
+	case in.up:
+		annos := map[string]string{kube.AnnotationVIPHost: a.cfg.NodeName}
+		if v.dhcp && len(in.addrs) == 1 {
+			annos[kube.AnnotationRequestedIP] = in.addrs[0].String()
+			annos[kube.AnnotationHWAddr] = in.mac
+		}
+		return a.ensureStatus(ctx, svc, ingressFor(svc, in.addrs), annos, metav1.Condition{
 			Type: ConditionAnnounced, Status: metav1.ConditionTrue, Reason: "Announced",
-			Message: fmt.Sprintf("node %s announces %s", a.cfg.NodeName, joinAddrs(v.addrs)),
+			Message: fmt.Sprintf("node %s announces %s", a.cfg.NodeName, joinAddrs(in.addrs)),
+		})
+	case in.pending:
+		return a.ensureStatus(ctx, svc, nil, map[string]string{kube.AnnotationVIPHost: a.cfg.NodeName}, metav1.Condition{
+			Type: ConditionAnnounced, Status: metav1.ConditionFalse, Reason: "DHCPPending",
+			Message: fmt.Sprintf("node %s waits for a DHCP lease for MAC %s", a.cfg.NodeName, in.mac),
 		})
 	case !v.handled:
 		// No longer ours (deleted type, ignore, other class): take back only
@@ -665,9 +703,9 @@ func (a *Agent) writeStatus(ctx context.Context, svc *corev1.Service, v verdict,
 		if wroteIngress {
 			ingress = nil
 		}
-		return a.ensureStatus(ctx, svc, ingress, "", metav1.Condition{})
+		return a.ensureStatus(ctx, svc, ingress, map[string]string{kube.AnnotationVIPHost: ""}, metav1.Condition{})
 	case !v.active || !v.any:
-		return a.ensureStatus(ctx, svc, nil, "", metav1.Condition{
+		return a.ensureStatus(ctx, svc, nil, map[string]string{kube.AnnotationVIPHost: ""}, metav1.Condition{
 			Type: ConditionAnnounced, Status: metav1.ConditionFalse, Reason: v.reason, Message: v.message,
 		})
 	}
@@ -685,4 +723,41 @@ func ingressFor(svc *corev1.Service, addrs []netip.Addr) []corev1.LoadBalancerIn
 		out = append(out, corev1.LoadBalancerIngress{IP: ip.String(), IPMode: &mode, Ports: ports})
 	}
 	return out
+}
+
+// syncDHCP runs the DHCP side of a Service asking for 0.0.0.0: the leading
+// node keeps a lease on a macvlan and its address up; every other node (and
+// a Service that stopped asking, or is gone) has no macvlan and no client.
+func (a *Agent) syncDHCP(log *slog.Logger, svc *corev1.Service, key string, v verdict, leading bool, in *statusIntent) error {
+	had := slices.Contains(a.dp.DHCPKeys(), key)
+	if !v.dhcp || !leading {
+		delete(a.dhcpUp, key)
+		if !had {
+			return nil
+		}
+		log.Info("stopping DHCP for the service")
+		return a.dp.StopDHCP(key)
+	}
+	p := vip.DHCPParams{MAC: kube.HardwareAddr(svc), Hostname: kube.Hostname(svc), RequestedIP: kube.RequestedIP(svc)}
+	if prev, ok := a.dhcpUp[key]; ok {
+		p.RequestedIP = prev
+	}
+	addr, ok, err := a.dp.EnsureDHCP(key, p)
+	in.mac = p.MAC.String()
+	prev, wasUp := a.dhcpUp[key]
+	switch {
+	case ok:
+		in.addrs, in.up = []netip.Addr{addr}, true
+		if !wasUp || prev != addr {
+			a.recorder.Eventf(svc, corev1.EventTypeNormal, "DHCPAcquired", "node %s leased %s for MAC %s", a.cfg.NodeName, addr, p.MAC)
+		}
+		a.dhcpUp[key] = addr
+	case wasUp:
+		a.recorder.Eventf(svc, corev1.EventTypeWarning, "DHCPLeaseLost", "the DHCP lease for %s expired; %s withdrawn, still asking", p.MAC, prev)
+		delete(a.dhcpUp, key)
+		fallthrough
+	default:
+		in.up, in.addrs, in.pending = false, nil, true
+	}
+	return err
 }

@@ -385,7 +385,8 @@ func TestSyncCannotAnnounce(t *testing.T) {
 		{name: "garbage", svc: service("web", vip10+",bogus"), wantReason: "InvalidAddress", wantWarning: true},
 		{name: "only commas", svc: service("web", ","), wantReason: "InvalidAddress", wantWarning: true},
 		{name: "invalid spec.loadBalancerIP", svc: service("web", "", func(s *corev1.Service) { s.Spec.LoadBalancerIP = "224.0.0.1" }), wantReason: "InvalidAddress", wantWarning: true},
-		{name: "DHCP", svc: service("web", "0.0.0.0"), wantReason: "DHCPUnsupported", wantWarning: true},
+		{name: "DHCPv6", svc: service("web", "::"), wantReason: "DHCPUnsupported", wantWarning: true},
+		{name: "DHCP mixed with static", svc: service("web", "0.0.0.0,198.18.0.50"), wantReason: "InvalidAddress", wantWarning: true},
 		{name: "no address", svc: service("web", ""), wantReason: "NoAddress"},
 	}
 	for _, tt := range tests {
@@ -1022,5 +1023,54 @@ func TestInformerWiring(t *testing.T) {
 	// api has no endpoints: no node may announce it.
 	if diff := cmp.Diff([]string{"campaign default/kubevip-web"}, log.take()); diff != "" {
 		t.Errorf("calls (-want +got):\n%s", diff)
+	}
+}
+
+// A Service asking for 0.0.0.0: the leader starts DHCP with the Service's
+// stable MAC, waits (DHCPPending), then announces the leased address and
+// records it; losing leadership stops DHCP before the lease is resigned.
+func TestSyncDHCP(t *testing.T) {
+	const key = "default/web"
+	svc := service("web", "0.0.0.0")
+	f := newFixture(t, defaultConfig(), withEndpoints(svc, nodeA)...)
+	f.el.leading[lease(key)] = true
+	mac := kube.HardwareAddr(svc).String()
+
+	if err := f.sync(key); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"campaign " + lease(key).String(), "dhcp start " + key + " mac " + mac}, f.log.take()); diff != "" {
+		t.Errorf("first sync calls (-want +got):\n%s", diff)
+	}
+	f.flushStatus()
+	if got := f.status(key); got.CondReason != "DHCPPending" || len(got.Ingress) != 0 {
+		t.Errorf("while waiting for a lease: %+v, want DHCPPending and no ingress", got)
+	}
+
+	leased := netip.MustParseAddr("198.18.0.201")
+	f.dp.leases = map[string]netip.Addr{key: leased}
+	if err := f.sync(key); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"campaign " + lease(key).String(), "up " + leased.String()}, f.log.take()); diff != "" {
+		t.Errorf("lease sync calls (-want +got):\n%s", diff)
+	}
+	f.flushStatus()
+	s := f.get(key)
+	if s.Annotations[kube.AnnotationRequestedIP] != leased.String() || s.Annotations[kube.AnnotationHWAddr] != mac {
+		t.Errorf("annotations = %v, want requestedIP %s and hwaddr %s", s.Annotations, leased, mac)
+	}
+	if got := f.status(key); got.CondReason != "Announced" || len(got.Ingress) != 1 || got.Ingress[0].IP != leased.String() {
+		t.Errorf("after lease: %+v", got)
+	}
+
+	f.el.leading[lease(key)] = false
+	f.el.heldByOther[lease(key)] = true
+	if err := f.sync(key); err != nil {
+		t.Fatal(err)
+	}
+	// Still a candidate, no longer leading: nothing of DHCP stays here.
+	if diff := cmp.Diff([]string{"campaign " + lease(key).String(), "down " + leased.String(), "dhcp stop " + key}, f.log.take()); diff != "" {
+		t.Errorf("losing the lease (-want +got):\n%s", diff)
 	}
 }

@@ -22,6 +22,7 @@ import (
 
 	"github.com/vigil-lb/vigil/pkg/election"
 	"github.com/vigil-lb/vigil/pkg/kube"
+	"github.com/vigil-lb/vigil/pkg/vip"
 )
 
 // callLog is the one ordered record of what the agent asked of the elector
@@ -79,6 +80,45 @@ type fakeDataplane struct {
 	log   *callLog
 	bound map[netip.Addr]bool
 	upErr error
+	// DHCP: leases[key] is what the fake server hands out (zero: none yet).
+	leases map[string]netip.Addr
+	dhcp   map[string]vip.DHCPParams
+}
+
+func (d *fakeDataplane) EnsureDHCP(key string, p vip.DHCPParams) (netip.Addr, bool, error) {
+	if d.dhcp == nil {
+		d.dhcp = map[string]vip.DHCPParams{}
+	}
+	if _, ok := d.dhcp[key]; !ok {
+		d.log.add("dhcp start %s mac %s", key, p.MAC)
+	}
+	d.dhcp[key] = p
+	addr, ok := d.leases[key]
+	if !ok || !addr.IsValid() {
+		return netip.Addr{}, false, nil
+	}
+	return addr, true, d.Up(addr)
+}
+
+func (d *fakeDataplane) StopDHCP(key string) error {
+	if _, ok := d.dhcp[key]; !ok {
+		return nil
+	}
+	if addr, ok := d.leases[key]; ok {
+		_ = d.Down(addr)
+	}
+	d.log.add("dhcp stop %s", key)
+	delete(d.dhcp, key)
+	return nil
+}
+
+func (d *fakeDataplane) DHCPKeys() []string {
+	keys := make([]string, 0, len(d.dhcp))
+	for k := range d.dhcp {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
 }
 
 func (d *fakeDataplane) Up(a netip.Addr) error {

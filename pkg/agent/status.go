@@ -10,23 +10,28 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-
-	"github.com/vigil-lb/vigil/pkg/kube"
 )
 
-// ensureStatus writes ingress, the vipHost annotation (host "" removes it)
-// and cond (a zero cond removes vigil's condition) when they differ from
-// what the Service shows.
-func (a *Agent) ensureStatus(ctx context.Context, svc *corev1.Service, ingress []corev1.LoadBalancerIngress, host string, cond metav1.Condition) error {
-	if svc.Annotations[kube.AnnotationVIPHost] != host {
-		var val any
-		if host != "" {
-			val = host
+// ensureStatus writes ingress, annotations (an empty value removes one) and
+// cond (a zero cond removes vigil's condition) when they differ from what
+// the Service shows.
+func (a *Agent) ensureStatus(ctx context.Context, svc *corev1.Service, ingress []corev1.LoadBalancerIngress, annotations map[string]string, cond metav1.Condition) error {
+	change := map[string]any{}
+	for k, v := range annotations {
+		if svc.Annotations[k] == v {
+			continue
 		}
-		patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]any{kube.AnnotationVIPHost: val}}})
+		if v == "" {
+			change[k] = nil
+		} else {
+			change[k] = v
+		}
+	}
+	if len(change) > 0 {
+		patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": change}})
 		out, err := a.client.CoreV1().Services(svc.Namespace).Patch(ctx, svc.Name, types.MergePatchType, patch, metav1.PatchOptions{})
 		if err != nil {
-			return fmt.Errorf("annotate %s: %w", kube.AnnotationVIPHost, err)
+			return fmt.Errorf("annotate: %w", err)
 		}
 		svc = out // carry on from the new resourceVersion
 	}

@@ -25,6 +25,12 @@ type Config struct {
 	// Journal is the file recording bound VIPs ("" = no journal).
 	Journal  string
 	Announce announce.Options
+	// NewDHCP opens DHCP clients for Services that ask for 0.0.0.0; nil
+	// turns DHCP off.
+	NewDHCP NewDHCPClient
+	// OnDHCPChange is called when a Service's DHCP lease changes; it must
+	// only enqueue.
+	OnDHCPChange func(key string)
 }
 
 // Manager binds and announces VIPs.
@@ -38,11 +44,13 @@ type Manager struct {
 	bound  map[netip.Addr]string // VIP -> interface
 	wg     sync.WaitGroup
 	ready  chan struct{} // closed when Run has started
+	dhcp   map[string]*dhcpSession
 }
 
 type iface struct {
-	link *netif.Link
-	ann  *announce.Announcer
+	link   *netif.Link
+	ann    *announce.Announcer
+	cancel context.CancelFunc // stops ann's goroutine
 }
 
 // New returns a Manager; call Recover, then Run, before Up.
@@ -53,7 +61,7 @@ func New(cfg Config, log *slog.Logger) *Manager {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Manager{cfg: cfg, log: log, ifaces: map[string]*iface{}, bound: map[netip.Addr]string{}, ready: make(chan struct{})}
+	return &Manager{cfg: cfg, log: log, ifaces: map[string]*iface{}, bound: map[netip.Addr]string{}, ready: make(chan struct{}), dhcp: map[string]*dhcpSession{}}
 }
 
 type journalEntry struct {
@@ -65,6 +73,9 @@ type journalEntry struct {
 // agent was killed, or the node rebooted with addresses configured) and
 // empties it. It returns the addresses it removed.
 func (m *Manager) Recover() ([]netip.Addr, error) {
+	if err := m.removeStaleMacvlans(); err != nil {
+		return nil, fmt.Errorf("remove stale macvlans: %w", err)
+	}
 	if m.cfg.Journal == "" {
 		return nil, nil
 	}
@@ -136,6 +147,11 @@ func (m *Manager) Up(addr netip.Addr) error {
 		}
 		name = n
 	}
+	return m.upOn(name, addr)
+}
+
+// upOn binds addr on interface name and announces it; mu must be held.
+func (m *Manager) upOn(name string, addr netip.Addr) error {
 	ifc, err := m.iface(name)
 	if err != nil {
 		return err
@@ -169,6 +185,10 @@ func (m *Manager) Up(addr netip.Addr) error {
 func (m *Manager) Down(addr netip.Addr) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	return m.downLocked(addr)
+}
+
+func (m *Manager) downLocked(addr netip.Addr) error {
 	name, ok := m.bound[addr]
 	if !ok {
 		return nil
@@ -214,12 +234,13 @@ func (m *Manager) iface(name string) (*iface, error) {
 	if err != nil {
 		return nil, fmt.Errorf("announcer on %s: %w", name, err)
 	}
-	ifc := &iface{link: l, ann: ann}
+	ctx, cancel := context.WithCancel(m.ctx)
+	ifc := &iface{link: l, ann: ann, cancel: cancel}
 	m.ifaces[name] = ifc
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
-		_ = ann.Run(m.ctx)
+		_ = ann.Run(ctx)
 	}()
 	return ifc, nil
 }
