@@ -25,6 +25,7 @@ import (
 
 	"github.com/vigil-lb/vigil/pkg/election"
 	"github.com/vigil-lb/vigil/pkg/kube"
+	"github.com/vigil-lb/vigil/pkg/upnp"
 	"github.com/vigil-lb/vigil/pkg/vip"
 )
 
@@ -64,6 +65,24 @@ type Dataplane interface {
 	DHCPKeys() []string
 }
 
+// PortMapper keeps UPnP port forwards on the gateway (pkg/upnp).
+type PortMapper interface {
+	Set(key string, local netip.Addr, want []upnp.Mapping)
+	State(key string) upnp.State
+	Draining(key string) bool
+}
+
+// Deps are what the agent works through. Metrics, Recorder and PortMapper
+// are optional (no PortMapper: UPnP off).
+type Deps struct {
+	Client     kubernetes.Interface
+	Elector    Elector
+	Dataplane  Dataplane
+	Metrics    Metrics
+	Recorder   record.EventRecorder
+	PortMapper PortMapper
+}
+
 // Metrics receives what the agent measures.
 type Metrics interface {
 	Reconciled(d time.Duration, err error)
@@ -79,6 +98,7 @@ type Agent struct {
 	dp       Dataplane
 	metrics  Metrics
 	recorder record.EventRecorder
+	pm       PortMapper
 	log      *slog.Logger
 
 	factory      informers.SharedInformerFactory
@@ -102,6 +122,9 @@ type Agent struct {
 	announcing map[string]bool         // service key -> this node announces it
 	warned     map[string]string       // service key -> last warning sent
 	dhcpUp     map[string]netip.Addr   // service key -> DHCP address up here
+	upnpLocal  map[string]netip.Addr   // service key -> VIP its UPnP forwards point at
+	upnpDrain  map[string]time.Time    // service key -> when its forwards started to be deleted
+	upnpSaid   map[string]string       // service key -> last UPnP event sent
 
 	shutdownOnce sync.Once
 }
@@ -115,7 +138,8 @@ const (
 )
 
 // New wires an agent. recorder may be nil (no Events).
-func New(cfg Config, client kubernetes.Interface, el Elector, dp Dataplane, m Metrics, recorder record.EventRecorder, log *slog.Logger) (*Agent, error) {
+func New(cfg Config, d Deps, log *slog.Logger) (*Agent, error) {
+	client, el, dp, m, recorder := d.Client, d.Elector, d.Dataplane, d.Metrics, d.Recorder
 	if cfg.NodeName == "" {
 		return nil, errors.New("agent: node name is required")
 	}
@@ -136,7 +160,7 @@ func New(cfg Config, client kubernetes.Interface, el Elector, dp Dataplane, m Me
 	svcInf := f.Core().V1().Services().Informer()
 	sliceInf := f.Discovery().V1().EndpointSlices().Informer()
 	a := &Agent{
-		cfg: cfg, client: client, elector: el, dp: dp, metrics: m, recorder: recorder,
+		cfg: cfg, client: client, elector: el, dp: dp, metrics: m, recorder: recorder, pm: d.PortMapper,
 		log:     log,
 		factory: f, services: f.Core().V1().Services().Lister(),
 		svcIndex: svcInf.GetIndexer(), sliceIndex: sliceInf.GetIndexer(),
@@ -147,6 +171,7 @@ func New(cfg Config, client kubernetes.Interface, el Elector, dp Dataplane, m Me
 		resyncPeriod: 30 * time.Second,
 		addrs:        map[string][]netip.Addr{}, leadable: map[string]bool{},
 		announcing: map[string]bool{}, warned: map[string]string{}, dhcpUp: map[string]netip.Addr{},
+		upnpLocal: map[string]netip.Addr{}, upnpDrain: map[string]time.Time{}, upnpSaid: map[string]string{},
 	}
 	if err := svcInf.AddIndexers(cache.Indexers{indexByVIP: vipIndex}); err != nil {
 		return nil, err
@@ -244,6 +269,10 @@ func (a *Agent) HasSynced() bool {
 	}
 	return true
 }
+
+// Enqueue asks for a sync of a Service (namespace/name); for DHCP and UPnP
+// change hooks.
+func (a *Agent) Enqueue(key string) { a.queue.Add(key) }
 
 // LeaseChanged is the elector's notify hook: it only enqueues.
 func (a *Agent) LeaseChanged(k election.Key) {
@@ -535,11 +564,16 @@ func (a *Agent) sync(ctx context.Context, key string) error {
 		delete(a.leadable, key)
 	}
 
+	// UPnP forwards no longer wanted are deleted from the VIP they point at
+	// (secure gateways accept nothing else), so it stays up while they drain.
+	forward := a.forwardUPnP(svc, v, leadable && a.elector.Leading(lk))
+	a.stopUPnP(key, forward, lk)
+
 	// Dataplane: withdraw before resigning, announce as soon as leading.
 	var errs []error
 	slices.SortFunc(touched, func(x, y netip.Addr) int { return x.Compare(y) })
 	for _, ip := range slices.Compact(touched) {
-		if a.wantUp(ip) {
+		if a.wantUp(ip) || a.drainingUPnP(ip) {
 			if err := a.dp.Up(ip); err != nil {
 				errs = append(errs, err)
 			}
@@ -558,7 +592,8 @@ func (a *Agent) sync(ctx context.Context, key string) error {
 	// Resign a Service's own Lease when it may not lead it any more, or no
 	// longer uses it (shared-lease mode, no longer Local, or deleted). The
 	// shared Lease is only released on shutdown.
-	if own := perServiceLease(key); (!leadable || own != lk) && a.elector.Campaigning(own) {
+	a.syncUPnP(svc, key, forward, &in)
+	if own := perServiceLease(key); (!leadable || own != lk) && a.elector.Campaigning(own) && !a.isDraining(key) {
 		rctx, cancel := context.WithTimeout(ctx, time.Second)
 		if err := a.elector.Resign(rctx, own); err != nil {
 			errs = append(errs, err)
@@ -579,6 +614,7 @@ func (a *Agent) sync(ctx context.Context, key string) error {
 		a.warn(svc, key, v)
 	} else {
 		delete(a.warned, key)
+		delete(a.upnpSaid, key)
 	}
 	return errors.Join(errs...)
 }
@@ -586,9 +622,10 @@ func (a *Agent) sync(ctx context.Context, key string) error {
 // statusIntent is what a Service's status should say, as concluded by the
 // last sync.
 type statusIntent struct {
-	v     verdict
-	up    bool         // this node announces the Service
-	addrs []netip.Addr // what it announces (static or from DHCP)
+	v        verdict
+	external netip.Addr   // the gateway's external address (UPnP)
+	up       bool         // this node announces the Service
+	addrs    []netip.Addr // what it announces (static or from DHCP)
 	// DHCP: the MAC asked with, and whether the holder still waits for a
 	// lease.
 	mac     string
@@ -683,7 +720,11 @@ func (a *Agent) writeStatus(ctx context.Context, svc *corev1.Service, in statusI
 			annos[kube.AnnotationRequestedIP] = in.addrs[0].String()
 			annos[kube.AnnotationHWAddr] = in.mac
 		}
-		return a.ensureStatus(ctx, svc, ingressFor(svc, in.addrs), annos, metav1.Condition{
+		ingress := ingressFor(svc, in.addrs)
+		if in.external.IsValid() {
+			ingress = append(ingress, ingressFor(svc, []netip.Addr{in.external})...)
+		}
+		return a.ensureStatus(ctx, svc, ingress, annos, metav1.Condition{
 			Type: ConditionAnnounced, Status: metav1.ConditionTrue, Reason: "Announced",
 			Message: fmt.Sprintf("node %s announces %s", a.cfg.NodeName, joinAddrs(in.addrs)),
 		})

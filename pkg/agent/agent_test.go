@@ -50,7 +50,7 @@ func TestNewValidatesConfig(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := New(tt.cfg, fake.NewClientset(), &fakeElector{}, &fakeDataplane{}, nil, nil, nil)
+			_, err := New(tt.cfg, Deps{Client: fake.NewClientset(), Elector: &fakeElector{}, Dataplane: &fakeDataplane{}}, nil)
 			if (err != nil) != tt.wantErr {
 				t.Errorf("New: err = %v, want error %t", err, tt.wantErr)
 			}
@@ -997,7 +997,7 @@ func TestInformerWiring(t *testing.T) {
 	client := fake.NewClientset(web, slice(web, on(nodeA)...), api, service("other", vip11))
 	log := &callLog{}
 	el := &fakeElector{log: log, leading: map[election.Key]bool{}, heldByOther: map[election.Key]bool{}, campaigning: map[election.Key]bool{}}
-	a, err := New(defaultConfig(), client, el, &fakeDataplane{log: log, bound: map[netip.Addr]bool{}}, nil, nil, nil)
+	a, err := New(defaultConfig(), Deps{Client: client, Elector: el, Dataplane: &fakeDataplane{log: log, bound: map[netip.Addr]bool{}}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -200,7 +200,7 @@ func newFixture(t *testing.T, cfg Config, objs ...runtime.Object) *fixture {
 		dp: &fakeDataplane{log: log, bound: map[netip.Addr]bool{}},
 		m:  &fakeMetrics{}, rec: record.NewFakeRecorder(100),
 	}
-	a, err := New(cfg, f.client, f.el, f.dp, f.m, f.rec, slog.New(slog.DiscardHandler))
+	a, err := New(cfg, Deps{Client: f.client, Elector: f.el, Dataplane: f.dp, Metrics: f.m, Recorder: f.rec}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"strings"
 	"sync"
@@ -24,9 +25,11 @@ import (
 
 	"github.com/vigil-lb/vigil/pkg/agent"
 	"github.com/vigil-lb/vigil/pkg/announce"
+	"github.com/vigil-lb/vigil/pkg/dhcp"
 	"github.com/vigil-lb/vigil/pkg/election"
 	"github.com/vigil-lb/vigil/pkg/kube"
 	"github.com/vigil-lb/vigil/pkg/metrics"
+	"github.com/vigil-lb/vigil/pkg/upnp"
 	"github.com/vigil-lb/vigil/pkg/vip"
 )
 
@@ -78,8 +81,8 @@ func managerSettings(o *managerOptions) []setting {
 		{"lb-class-legacy-handling", []string{"lb_class_legacy_handling"}, "also handle Services with no loadBalancerClass", boolean(&o.classLegacy, true)},
 		{"kubeconfig", []string{"k8s_config_file", "KUBECONFIG"}, "kubeconfig path (empty: in-cluster config)", str(&o.kubeconfig, "")},
 		{"prometheus-server", []string{"prometheus_server"}, "address for /metrics and /healthz (empty: off)", str(&o.prometheus, ":2112")},
-		{"upnp", []string{"enableUPNP", "enable_upnp"}, "UPnP port forwards for annotated Services (not implemented yet)", boolean(&o.upnp, false)},
-		{"dhcp-mode", []string{"dhcp_mode"}, "DHCP for 0.0.0.0 / :: Services (not implemented yet)", str(&o.dhcpMode, "")},
+		{"upnp", []string{"enableUPNP", "enable_upnp"}, "UPnP port forwards on the gateway for Services annotated kube-vip.io/forwardUPNP=true", boolean(&o.upnp, false)},
+		{"dhcp-mode", []string{"dhcp_mode"}, "DHCP family for Services asking for 0.0.0.0: ipv4 (the only one; empty means ipv4)", str(&o.dhcpMode, "")},
 		{"state-file", []string{"vigil_state_file"}, "journal of bound VIPs, to clean up after a crash", str(&o.stateFile, "/run/vigil/vips.json")},
 		{"log-level", []string{"vigil_log_level"}, "debug, info, warn or error", str(&o.logLevel, "info")},
 	}
@@ -122,8 +125,8 @@ func (o *managerOptions) validate() error {
 		return fmt.Errorf("vip_retryperiod (%d) must be shorter than vip_renewdeadline (%d)", o.retryPeriod, o.renewDeadline)
 	case o.arpRate <= 0:
 		return fmt.Errorf("vip_arpRate must be positive, got %d", o.arpRate)
-	case o.dhcpMode != "":
-		return fmt.Errorf("dhcp_mode=%q: DHCP is not implemented yet", o.dhcpMode)
+	case o.dhcpMode != "" && o.dhcpMode != "ipv4":
+		return fmt.Errorf("dhcp_mode=%q: vigil gets IPv4 addresses from DHCP only (ipv4)", o.dhcpMode)
 	}
 	for _, s := range strings.Split(o.subnet, ",") {
 		if s = strings.TrimSpace(s); s != "" && s != "32" && s != "128" {
@@ -148,9 +151,6 @@ func runManager(ctx context.Context, o *managerOptions) error {
 	var lvl slog.Level
 	_ = lvl.UnmarshalText([]byte(o.logLevel))
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl})).With("node", o.nodeName)
-	if o.upnp {
-		log.Warn("enableUPNP is set but UPnP is not implemented yet; ignoring it")
-	}
 
 	cfg, err := restConfig(o.kubeconfig)
 	if err != nil {
@@ -180,7 +180,12 @@ func runManager(ctx context.Context, o *managerOptions) error {
 	if !o.arp {
 		annOpts.Burst, annOpts.Refresh = -1, 24*time.Hour
 	}
-	dp := vip.New(vip.Config{Interface: iface, Journal: o.stateFile, Announce: annOpts}, log)
+	var ag *agent.Agent
+	dp := vip.New(vip.Config{
+		Interface: iface, Journal: o.stateFile, Announce: annOpts,
+		NewDHCP:      newDHCPClient(log),
+		OnDHCPChange: func(key string) { ag.Enqueue(key) },
+	}, log)
 	if removed, err := dp.Recover(); err != nil {
 		return fmt.Errorf("remove VIPs left by a previous run: %w", err)
 	} else if len(removed) > 0 {
@@ -194,7 +199,6 @@ func runManager(ctx context.Context, o *managerOptions) error {
 
 	instance := make([]byte, 8)
 	_, _ = rand.Read(instance)
-	var ag *agent.Agent
 	el, err := election.New(election.Config{
 		Identity: o.nodeName, Instance: hex.EncodeToString(instance),
 		LeaseDuration: time.Duration(o.leaseDuration) * time.Second,
@@ -205,11 +209,17 @@ func runManager(ctx context.Context, o *managerOptions) error {
 	if err != nil {
 		return err
 	}
+	deps := agent.Deps{Client: client, Elector: el, Dataplane: dp, Metrics: m, Recorder: recorder}
+	var pm *upnp.Manager
+	if o.upnp {
+		pm = upnp.NewManager(upnp.Config{OnChange: func(key string) { ag.Enqueue(key) }, Log: log})
+		deps.PortMapper = pm
+	}
 	ag, err = agent.New(agent.Config{
 		NodeName: o.nodeName, Namespace: o.namespace,
 		PerService: o.perService, LeaseName: o.leaseName, LeaseNamespace: o.leaseNamespace,
 		Class: kube.ClassFilter{Name: o.className, Legacy: o.classLegacy, Only: o.classOnly},
-	}, client, el, dp, m, recorder, log)
+	}, deps, log)
 	if err != nil {
 		return err
 	}
@@ -227,6 +237,15 @@ func runManager(ctx context.Context, o *managerOptions) error {
 			log.Error("election stopped", "err", err)
 		}
 	}()
+	if pm != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := pm.Run(bg); err != nil {
+				log.Warn("UPnP", "err", err)
+			}
+		}()
+	}
 	if o.prometheus != "" {
 		wg.Add(1)
 		go func() {
@@ -241,4 +260,22 @@ func runManager(ctx context.Context, o *managerOptions) error {
 		return nil
 	}
 	return ag.Run(ctx)
+}
+
+// dhcpLease adapts pkg/dhcp's client to the dataplane's DHCPClient.
+type dhcpLease struct{ *dhcp.Client }
+
+func (c dhcpLease) Addr() (netip.Addr, bool) {
+	l, ok := c.Lease()
+	return l.Addr, ok
+}
+
+func newDHCPClient(log *slog.Logger) vip.NewDHCPClient {
+	return func(iface, hostname string, requested netip.Addr, onChange func()) (vip.DHCPClient, error) {
+		c, err := dhcp.New(dhcp.Config{Interface: iface, Hostname: hostname, RequestedIP: requested, OnChange: onChange, Log: log.With("interface", iface)})
+		if err != nil {
+			return nil, err
+		}
+		return dhcpLease{c}, nil
+	}
 }

@@ -58,6 +58,7 @@ type Manager struct {
 	mu        sync.Mutex
 	desired   map[string]*desired
 	published map[string]State
+	draining  map[string]bool // keys with mappings still to be deleted
 	gen       uint64
 	running   bool
 	wake      chan struct{}
@@ -106,6 +107,7 @@ type orphanKey struct {
 }
 
 type orphan struct {
+	key     string // whose mapping it was
 	expires time.Time
 	retryAt time.Time
 	backoff time.Duration
@@ -217,6 +219,16 @@ func (m *Manager) signal() {
 	}
 }
 
+// Draining reports whether mappings key no longer wants are still to be
+// deleted. Deletions go out from the local address they were made from, so
+// a caller should keep that address until draining ends (OnChange says
+// when), or give up after a while: they expire with their lease anyway.
+func (m *Manager) Draining(key string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.draining[key]
+}
+
 // State reports what is in place for key.
 func (m *Manager) State(key string) State {
 	m.mu.Lock()
@@ -296,7 +308,7 @@ func (m *Manager) step(ctx context.Context) time.Time {
 				w, ok = d.want[pk]
 			}
 			if !ok || w.Internal != r.m.Internal {
-				m.orphans[orphanKey{ks.local, pk}] = &orphan{expires: r.expires}
+				m.orphans[orphanKey{ks.local, pk}] = &orphan{key: key, expires: r.expires}
 				delete(ks.mapped, pk)
 			}
 		}
@@ -619,8 +631,23 @@ func (m *Manager) publish(des map[string]*desired, notify bool) {
 			states[key] = s
 		}
 	}
+	draining := map[string]bool{}
+	for _, o := range m.orphans {
+		draining[o.key] = true
+	}
 	var changed []string
 	m.mu.Lock()
+	for key := range maps.Keys(draining) {
+		if !m.draining[key] {
+			changed = append(changed, key)
+		}
+	}
+	for key := range maps.Keys(m.draining) {
+		if !draining[key] {
+			changed = append(changed, key)
+		}
+	}
+	m.draining = draining
 	for key, s := range states {
 		if old, ok := m.published[key]; !ok || !sameState(old, s) {
 			m.published[key] = s
@@ -638,7 +665,7 @@ func (m *Manager) publish(des map[string]*desired, notify bool) {
 		return
 	}
 	slices.Sort(changed)
-	for _, key := range changed {
+	for _, key := range slices.Compact(changed) {
 		m.cfg.OnChange(key)
 	}
 }

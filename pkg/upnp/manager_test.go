@@ -369,8 +369,9 @@ func TestManager(t *testing.T) {
 					WantCalls: []string{"gw1 delete TCP 80"},
 					WantNext:  time.Minute + time.Second, WantChanged: []string{svc}, WantState: map[string]view{svc: none}},
 				{At: time.Minute + time.Second, WantCalls: []string{"gw1 delete TCP 80"}, WantNext: time.Minute + 3*time.Second},
+				// The drain ends: OnChange tells the caller it may drop the address.
 				{At: time.Minute + 3*time.Second, Do: func(h *harness) { h.net.delErr = nil },
-					WantCalls: []string{"gw1 delete TCP 80"}, WantNext: -1},
+					WantCalls: []string{"gw1 delete TCP 80"}, WantNext: -1, WantChanged: []string{svc}},
 			},
 		},
 		{
@@ -384,7 +385,7 @@ func TestManager(t *testing.T) {
 					WantNext:  time.Minute + time.Second, WantChanged: []string{svc}},
 				{At: time.Minute + 500*time.Millisecond, Do: set(svc2, vip1, tcp(vip1, 80)),
 					WantCalls: []string{"discover 198.18.0.150", "gw2 add TCP 80->198.18.0.150:80 1h0m0s", "gw2 ip"},
-					WantNext:  31*time.Minute + 500*time.Millisecond, WantChanged: []string{svc2},
+					WantNext:  31*time.Minute + 500*time.Millisecond, WantChanged: []string{svc2, svc},
 					WantState: map[string]view{svc2: {External: "198.19.0.1", Mapped: []string{"TCP 80->198.18.0.150:80"}}}},
 				{At: time.Minute + 2*time.Second, WantNext: 31*time.Minute + 500*time.Millisecond},
 			},
@@ -399,7 +400,7 @@ func TestManager(t *testing.T) {
 					WantCalls: []string{"gw1 delete TCP 80"},
 					WantNext:  50*time.Minute + time.Second, WantChanged: []string{svc}},
 				{At: 50*time.Minute + time.Second, WantCalls: []string{"discover 198.18.0.150"}, WantNext: 50*time.Minute + 3*time.Second},
-				{At: 60 * time.Minute, WantNext: -1},
+				{At: 60 * time.Minute, WantNext: -1, WantChanged: []string{svc}},
 			},
 		},
 		{

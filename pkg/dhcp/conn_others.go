@@ -1,0 +1,12 @@
+//go:build !linux
+
+package dhcp
+
+import (
+	"errors"
+	"net"
+)
+
+func openConn(*net.Interface) (conn, error) {
+	return nil, errors.New("DHCP client needs Linux (AF_PACKET)")
+}
