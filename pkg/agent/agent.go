@@ -551,10 +551,15 @@ func (a *Agent) sync(ctx context.Context, key string) error {
 			leadable = false
 		}
 	}
+	// UPnP forwards no longer wanted are deleted from the VIP they point at
+	// (secure gateways accept nothing else), so it stays up while they drain.
+	forward := a.forwardUPnP(svc, v, leadable && a.elector.Leading(lk))
+	a.stopUPnP(key, forward, lk)
+
 	touched := append(slices.Clone(a.addrs[key]), v.addrs...)
 	if v.active {
 		a.addrs[key] = v.addrs
-	} else {
+	} else if _, draining := a.upnpDrain[key]; !draining {
 		delete(a.addrs, key)
 	}
 	if leadable {
@@ -563,11 +568,6 @@ func (a *Agent) sync(ctx context.Context, key string) error {
 	} else {
 		delete(a.leadable, key)
 	}
-
-	// UPnP forwards no longer wanted are deleted from the VIP they point at
-	// (secure gateways accept nothing else), so it stays up while they drain.
-	forward := a.forwardUPnP(svc, v, leadable && a.elector.Leading(lk))
-	a.stopUPnP(key, forward, lk)
 
 	// Dataplane: withdraw before resigning, announce as soon as leading.
 	var errs []error

@@ -62,7 +62,12 @@ func (a *Agent) stopUPnP(key string, forward bool, lk election.Key) {
 // the bound on that has not passed).
 func (a *Agent) isDraining(key string) bool {
 	start, ok := a.upnpDrain[key]
-	return ok && a.pm.Draining(key) && time.Since(start) < maxUPnPDrain
+	if !ok || time.Since(start) >= maxUPnPDrain {
+		return false
+	}
+	// Until the manager has taken the request in, its forwards still show
+	// as mapped; then as draining until they are deleted.
+	return a.pm.Draining(key) || len(a.pm.State(key).Mapped) > 0
 }
 
 // drainingUPnP reports whether ip must stay up for forwards being deleted.

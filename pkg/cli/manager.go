@@ -272,7 +272,7 @@ func (c dhcpLease) Addr() (netip.Addr, bool) {
 
 func newDHCPClient(log *slog.Logger) vip.NewDHCPClient {
 	return func(iface, hostname string, requested netip.Addr, onChange func()) (vip.DHCPClient, error) {
-		c, err := dhcp.New(dhcp.Config{Interface: iface, Hostname: hostname, RequestedIP: requested, OnChange: onChange, Log: log.With("interface", iface)})
+		c, err := dhcp.New(dhcp.Config{Interface: iface, Hostname: hostname, RequestedIP: requested, OnChange: onChange, Log: log})
 		if err != nil {
 			return nil, err
 		}
