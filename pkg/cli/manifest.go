@@ -98,7 +98,7 @@ func addManifestFlags(fs *pflag.FlagSet, o *manifestOptions) {
 	fs.StringVar(&o.namespace, "namespace", "kube-system", "namespace of the Pod / DaemonSet and ServiceAccount")
 	fs.StringVar(&o.iface, "interface", "", "interface to bind VIPs on (empty: the one whose subnet holds the VIP)")
 	fs.BoolVar(&o.serviceElection, "service-election", true, "one Lease per Service")
-	fs.BoolVar(&o.upnp, "upnp", false, "UPnP port forwards (not implemented yet)")
+	fs.BoolVar(&o.upnp, "upnp", false, "UPnP port forwards for Services annotated kube-vip.io/forwardUPNP=true")
 	fs.BoolVar(&o.arp, "arp", true, "announce VIPs with gratuitous ARP / unsolicited NDP")
 	fs.IntVar(&o.leaseDuration, "lease-duration", 5, "Lease duration, seconds")
 	fs.IntVar(&o.renewDeadline, "renew-deadline", 3, "renew deadline, seconds")
