@@ -6,8 +6,6 @@ import (
 	"os/exec"
 	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -16,38 +14,13 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 )
 
-// watchBound samples, every 25 ms until the test ends, on how many nodes ip
-// is bound, and fails the test if it is ever more than one.
+// watchBound fails the test if ip is ever bound on more than one live node.
 func (c *cluster) watchBound(ip string) {
 	addr := mustAddr(ip)
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	var worst atomic.Value
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		t := time.NewTicker(25 * time.Millisecond)
-		defer t.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-t.C:
-			}
-			// A crashed node (cable pulled) keeps its addresses but is off
-			// the LAN: it does not count.
-			on := slices.DeleteFunc(c.nodesWith(addr), func(n string) bool { return c.isCrashed(n) })
-			if len(on) > 1 {
-				worst.Store(on)
-			}
-		}
-	}()
-	c.t.Cleanup(func() {
-		close(stop)
-		wg.Wait()
-		if on, ok := worst.Load().([]string); ok {
-			c.t.Errorf("%s was bound on %v at the same time", ip, on)
-		}
+	c.watchAtMostOne(ip+" bound", func() []string {
+		// A crashed node (cable pulled) keeps its addresses but is off the
+		// LAN: it does not count.
+		return slices.DeleteFunc(c.nodesWith(addr), c.isCrashed)
 	})
 }
 

@@ -61,35 +61,10 @@ func (c *cluster) macvlanNodes() []string {
 	return out
 }
 
-// watchDHCPNodes fails the test if, at any sample, more than one live node
-// runs DHCP (has a macvlan) for a Service.
+// watchDHCPNodes fails the test if more than one live node ever runs DHCP
+// (has a macvlan) for a Service.
 func (c *cluster) watchDHCPNodes() {
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	var worst atomic.Value
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		t := time.NewTicker(50 * time.Millisecond)
-		defer t.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-t.C:
-			}
-			if on := c.macvlanNodes(); len(on) > 1 {
-				worst.Store(on)
-			}
-		}
-	}()
-	c.t.Cleanup(func() {
-		close(stop)
-		wg.Wait()
-		if on, ok := worst.Load().([]string); ok {
-			c.t.Errorf("DHCP macvlans on %v at the same time", on)
-		}
-	})
+	c.watchAtMostOne("DHCP macvlans", c.macvlanNodes)
 }
 
 func (c *cluster) leaseFor(mac string) (lab.Lease, bool) {

@@ -412,3 +412,37 @@ func (c *cluster) announced(name string, ip netip.Addr, opts ...svcOpt) string {
 	holder, _ := c.waitOwner(ip, "", "", 5*time.Second)
 	return holder
 }
+
+// watchAtMostOne samples which nodes have something every 25 ms until the
+// test ends, and fails the test if it ever saw more than one.
+func (c *cluster) watchAtMostOne(what string, sample func() []string) {
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var worst []string
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(25 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+			}
+			if on := sample(); len(on) > 1 {
+				mu.Lock()
+				worst = on
+				mu.Unlock()
+			}
+		}
+	}()
+	c.t.Cleanup(func() {
+		close(stop)
+		wg.Wait()
+		if worst != nil {
+			c.t.Errorf("%s on %v at the same time", what, worst)
+		}
+	})
+}
