@@ -10,6 +10,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
@@ -1072,5 +1073,38 @@ func TestSyncDHCP(t *testing.T) {
 	// Still a candidate, no longer leading: nothing of DHCP stays here.
 	if diff := cmp.Diff([]string{"campaign " + lease(key).String(), "down " + leased.String(), "dhcp stop " + key}, f.log.take()); diff != "" {
 		t.Errorf("losing the lease (-want +got):\n%s", diff)
+	}
+}
+
+// A status write that fails half-way is retried to the end: the ingress of a
+// Service that became ignored is taken back even when the first status
+// update hit a conflict.
+func TestStatusRetryAfterConflict(t *testing.T) {
+	const key = "default/web"
+	f := newFixture(t, defaultConfig(), withEndpoints(service("web", vip10), nodeA)...)
+	f.el.leading[lease(key)] = true
+	f.mustSync(key)
+	f.flushStatus()
+	if got := f.status(key); got.VIPHost != nodeA || len(got.Ingress) != 1 {
+		t.Fatalf("announced status = %+v", got)
+	}
+	f.update(key, func(s *corev1.Service) { s.Annotations[kube.AnnotationIgnore] = "true" })
+	f.mustSync(key)
+	failed := false
+	f.client.PrependReactor("update", "services", func(action k8stesting.Action) (bool, runtime.Object, error) {
+		if action.GetSubresource() == "status" && !failed {
+			failed = true
+			return true, nil, apierrors.NewConflict(corev1.Resource("services"), "web", errors.New("stale"))
+		}
+		return false, nil, nil
+	})
+	f.flushStatus()
+	if !failed {
+		t.Fatal("the first status update was not attempted")
+	}
+	f.a.statusQueue.Add(key) // the retry, without waiting for the rate limiter
+	f.flushStatus()
+	if got := f.status(key); got.VIPHost != "" || len(got.Ingress) != 0 || got.CondStatus != "" {
+		t.Errorf("after the retry: %+v, want no vipHost, no ingress, no condition", got)
 	}
 }

@@ -16,25 +16,8 @@ import (
 // cond (a zero cond removes vigil's condition) when they differ from what
 // the Service shows.
 func (a *Agent) ensureStatus(ctx context.Context, svc *corev1.Service, ingress []corev1.LoadBalancerIngress, annotations map[string]string, cond metav1.Condition) error {
-	change := map[string]any{}
-	for k, v := range annotations {
-		if svc.Annotations[k] == v {
-			continue
-		}
-		if v == "" {
-			change[k] = nil
-		} else {
-			change[k] = v
-		}
-	}
-	if len(change) > 0 {
-		patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": change}})
-		out, err := a.client.CoreV1().Services(svc.Namespace).Patch(ctx, svc.Name, types.MergePatchType, patch, metav1.PatchOptions{})
-		if err != nil {
-			return fmt.Errorf("annotate: %w", err)
-		}
-		svc = out // carry on from the new resourceVersion
-	}
+	// Status first, annotations second: kube-vip.io/vipHost is how a retry
+	// knows the ingress is vigil's to take back, so it goes last.
 	st := svc.Status.DeepCopy()
 	st.LoadBalancer.Ingress = ingress
 	if cond.Type == "" {
@@ -49,13 +32,30 @@ func (a *Agent) ensureStatus(ctx context.Context, svc *corev1.Service, ingress [
 	if len(st.Conditions) == 0 {
 		st.Conditions = nil
 	}
-	if equality.Semantic.DeepEqual(svc.Status, *st) {
+	if !equality.Semantic.DeepEqual(svc.Status, *st) {
+		cp := svc.DeepCopy()
+		cp.Status = *st
+		if _, err := a.client.CoreV1().Services(svc.Namespace).UpdateStatus(ctx, cp, metav1.UpdateOptions{}); err != nil {
+			return fmt.Errorf("update status: %w", err)
+		}
+	}
+	change := map[string]any{}
+	for k, v := range annotations {
+		if svc.Annotations[k] == v {
+			continue
+		}
+		if v == "" {
+			change[k] = nil
+		} else {
+			change[k] = v
+		}
+	}
+	if len(change) == 0 {
 		return nil
 	}
-	cp := svc.DeepCopy()
-	cp.Status = *st
-	if _, err := a.client.CoreV1().Services(svc.Namespace).UpdateStatus(ctx, cp, metav1.UpdateOptions{}); err != nil {
-		return fmt.Errorf("update status: %w", err)
+	patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": change}})
+	if _, err := a.client.CoreV1().Services(svc.Namespace).Patch(ctx, svc.Name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		return fmt.Errorf("annotate: %w", err)
 	}
 	return nil
 }
