@@ -34,6 +34,7 @@ func newRoot() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(newManagerCommand())
+	root.AddCommand(newAllocatorCommand())
 	root.AddCommand(newManifestCommand())
 	root.AddCommand(newStatusCommand())
 	root.AddCommand(&cobra.Command{

@@ -58,10 +58,12 @@ type managerOptions struct {
 	dhcpMode       string
 	stateFile      string
 	logLevel       string
+	allocator      bool
+	alloc          allocatorOptions
 }
 
 func managerSettings(o *managerOptions) []setting {
-	return []setting{
+	return append([]setting{
 		{"services", []string{"svc_enable"}, "run services mode (the only mode vigil has)", boolean(&o.services, true)},
 		{"service-election", []string{"svc_election"}, "one Lease per Service (kubevip-<name>) instead of one for all", boolean(&o.perService, false)},
 		{"service-namespace", []string{"svc_namespace"}, "watch Services in this namespace only (empty: all)", str(&o.namespace, "")},
@@ -85,7 +87,8 @@ func managerSettings(o *managerOptions) []setting {
 		{"dhcp-mode", []string{"dhcp_mode"}, "DHCP family for Services asking for 0.0.0.0: ipv4 (the only one; empty means ipv4)", str(&o.dhcpMode, "")},
 		{"state-file", []string{"vigil_state_file"}, "journal of bound VIPs, to clean up after a crash", str(&o.stateFile, "/run/vigil/vips.json")},
 		{"log-level", []string{"vigil_log_level"}, "debug, info, warn or error", str(&o.logLevel, "info")},
-	}
+		{"allocator", []string{"svc_allocator"}, "also run the address allocator (one leader among all agents)", boolean(&o.allocator, false)},
+	}, allocatorSettings(&o.alloc)...)
 }
 
 func newManagerCommand() *cobra.Command {
@@ -103,6 +106,12 @@ func newManagerCommand() *cobra.Command {
 			}
 			if err := o.validate(); err != nil {
 				return err
+			}
+			if o.allocator {
+				o.alloc.className = o.className
+				if err := o.alloc.resolve(os.Getenv, os.ReadFile); err != nil {
+					return err
+				}
 			}
 			return runManager(cmd.Context(), o)
 		},
@@ -252,6 +261,15 @@ func runManager(ctx context.Context, o *managerOptions) error {
 			defer wg.Done()
 			if err := m.Serve(bg, o.prometheus, func() bool { return el.HasSynced() && ag.HasSynced() }); err != nil {
 				log.Error("metrics server", "addr", o.prometheus, "err", err)
+			}
+		}()
+	}
+	if o.allocator {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := runAllocator(ctx, &o.alloc, cfg, log); err != nil {
+				log.Error("allocator stopped", "err", err)
 			}
 		}()
 	}

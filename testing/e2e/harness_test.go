@@ -17,6 +17,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/vigil-lb/vigil/testing/lab"
@@ -445,4 +446,13 @@ func (c *cluster) watchAtMostOne(what string, sample func() []string) {
 			c.t.Errorf("%s on %v at the same time", what, worst)
 		}
 	})
+}
+
+func (c *cluster) dynamic() dynamic.Interface {
+	c.t.Helper()
+	cfg, err := lab.RESTConfig(cp.AdminKubeconfig)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return dynamic.NewForConfigOrDie(cfg)
 }

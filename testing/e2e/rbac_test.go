@@ -19,8 +19,14 @@ func ensureRBAC(t *testing.T, ctx context.Context) {
 	if m := os.Getenv("VIGIL_E2E_MANIFEST"); m != "" {
 		manifest = m
 	}
-	if err := cp.ApplyManifest(ctx, manifest); err != nil {
-		t.Fatal(err)
+	for _, m := range []string{manifest, "manifests/ippool-crd.yaml"} {
+		if err := cp.ApplyManifest(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, err := exec.CommandContext(ctx, "kubectl", "--kubeconfig", cp.AdminKubeconfig, "wait", "--for=condition=established", "--timeout=30s", "crd/ippools.vigil.io").CombinedOutput()
+	if err != nil {
+		t.Fatalf("IPPool CRD not established: %v\n%s", err, out)
 	}
 }
 
