@@ -37,6 +37,7 @@ type manifestOptions struct {
 	iface           string
 	serviceElection bool
 	upnp            bool
+	allocator       bool
 	namespace       string
 	leaseDuration   int
 	renewDeadline   int
@@ -99,6 +100,7 @@ func addManifestFlags(fs *pflag.FlagSet, o *manifestOptions) {
 	fs.StringVar(&o.iface, "interface", "", "interface to bind VIPs on (empty: the one whose subnet holds the VIP)")
 	fs.BoolVar(&o.serviceElection, "service-election", true, "one Lease per Service")
 	fs.BoolVar(&o.upnp, "upnp", false, "UPnP port forwards for Services annotated kube-vip.io/forwardUPNP=true")
+	fs.BoolVar(&o.allocator, "allocator", false, "also run the address allocator (IPPools; one leader among the agents)")
 	fs.BoolVar(&o.arp, "arp", true, "announce VIPs with gratuitous ARP / unsolicited NDP")
 	fs.IntVar(&o.leaseDuration, "lease-duration", 5, "Lease duration, seconds")
 	fs.IntVar(&o.renewDeadline, "renew-deadline", 3, "renew deadline, seconds")
@@ -183,6 +185,9 @@ func (o *manifestOptions) settingsEnv() []envVar {
 	)
 	if o.upnp {
 		vars = append(vars, envVar{flag: "upnp", value: "true"})
+	}
+	if o.allocator {
+		vars = append(vars, envVar{flag: "allocator", value: "true"})
 	}
 	return append(vars,
 		envVar{flag: "prometheus-server", value: ":" + strconv.Itoa(metricsPort)},

@@ -299,7 +299,11 @@ func (c *Controller) reloadPools(ctx context.Context) error {
 	}
 	c.shared, c.pl = shared, pools
 	for _, o := range c.alloc.Orphans() {
-		c.log.Warn("address outside every pool keeps its Service", "owner", o.Owner, "addr", o.Addr)
+		ns, name, _ := strings.Cut(o.Owner, "/")
+		if svc, err := c.services.Services(ns).Get(name); err == nil {
+			c.event(svc, o.Owner, corev1.EventTypeWarning, "AddressOutsidePool",
+				fmt.Sprintf("%s is no longer in any pool; the Service keeps it until it is deleted or given another address", o.Addr))
+		}
 	}
 	// Services waiting for a pool may be served now.
 	svcs, _ := c.services.List(labels.Everything())

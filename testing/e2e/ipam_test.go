@@ -167,6 +167,33 @@ func TestAllocatorPools(t *testing.T) {
 		t.Errorf("pool status ipv4.used never showed 3: %s", c.kubectl("get", "ippools", pool, "-o", "yaml"))
 	}
 
+	// Overlapping pools are reported on the pool.
+	c.createPool(pool+"-overlap", []string{"198.18.0.162/32"}, true)
+	if err := lab.WaitFor(c.ctx, 10*time.Second, func() bool {
+		o := c.kubectl("get", "ippools", pool+"-overlap", "-o", `jsonpath={.status.conditions[?(@.type=="Overlapping")].status}`)
+		return o == "True"
+	}); err != nil {
+		t.Errorf("no Overlapping condition: %s", c.kubectl("get", "ippools", pool+"-overlap", "-o", "yaml"))
+	}
+
+	// Shrinking a pool never moves a live Service: it keeps its address and
+	// hears about it.
+	before := c.allocated("a", time.Second)
+	obj, err := c.dynamic().Resource(ipam.IPPoolResource).Get(c.ctx, pool, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unstructured.SetNestedSlice(obj.Object, []any{"198.18.0.163-198.18.0.165"}, "spec", "addresses"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.dynamic().Resource(ipam.IPPoolResource).Update(c.ctx, obj, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	c.waitEvent("a", "AddressOutsidePool", 10*time.Second)
+	if after := c.allocated("a", time.Second); !slices.Equal(before, after) {
+		t.Errorf("shrinking the pool moved a from %v to %v", before, after)
+	}
+
 	// The API server rejects malformed pools.
 	bad := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "vigil.io/v1alpha1", "kind": "IPPool",
