@@ -420,14 +420,21 @@ func (a *Allocator) Assign(req Request) (Result, error) {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	// A named pool that is missing or closed to the namespace is an error
+	// only when something must be taken from it: what the owner holds is
+	// kept (pool edits never move an address).
 	var named *pool
+	var namedErr error
 	if r.Pool != "" {
-		if named = a.byName[r.Pool]; named == nil {
-			return Result{}, fmt.Errorf("%w: %q", ErrNoSuchPool, r.Pool)
+		switch named = a.byName[r.Pool]; {
+		case named == nil:
+			namedErr = fmt.Errorf("%w: %q", ErrNoSuchPool, r.Pool)
+		case !named.Allows(r.Namespace):
+			namedErr = fmt.Errorf("%w: pool %q does not serve namespace %q", ErrPoolNotAllowed, r.Pool, r.Namespace)
 		}
-		if !named.Allows(r.Namespace) {
-			return Result{}, fmt.Errorf("%w: pool %q does not serve namespace %q", ErrPoolNotAllowed, r.Pool, r.Namespace)
-		}
+	}
+	keepable := func(x netip.Addr) bool {
+		return r.Pool == "" || named != nil && named.contains(x) || !a.inAnyPool(x)
 	}
 	cur := a.owners[r.Owner]
 	var fixed [2]netip.Addr
@@ -435,7 +442,10 @@ func (a *Allocator) Assign(req Request) (Result, error) {
 	for _, f := range r.Families {
 		i := famIdx(f)
 		if want := r.want[i]; want.IsValid() {
-			if cur.addr(f) != want || !a.keepable(want, named) {
+			if cur.addr(f) != want || !keepable(want) {
+				if namedErr != nil {
+					return Result{}, namedErr
+				}
 				if err := a.checkRequested(want, r.Namespace, named); err != nil {
 					return Result{}, err
 				}
@@ -446,14 +456,14 @@ func (a *Allocator) Assign(req Request) (Result, error) {
 			fixed[i] = want
 			continue
 		}
-		if have := cur.addr(f); have.IsValid() && a.keepable(have, named) &&
+		if have := cur.addr(f); have.IsValid() && keepable(have) &&
 			a.joinable(have, r.Owner, r.SharingKey, r.Ports) == nil {
 			fixed[i] = have
 			continue
 		}
 		needed = append(needed, f)
 	}
-	got, missing, err := a.pick(r, named, fixed, needed)
+	got, missing, err := a.pick(r, named, namedErr, fixed, needed)
 	if err != nil {
 		return Result{}, err
 	}
@@ -473,23 +483,20 @@ func (a *Allocator) Assign(req Request) (Result, error) {
 	return res, nil
 }
 
-// keepable reports whether an address the owner holds may stay its own
-// under a request naming pool named (or none): pool edits never move an
-// address, a request for another pool does, unless the address is in no
-// pool at all.
-func (a *Allocator) keepable(x netip.Addr, named *pool) bool {
-	return named == nil || named.contains(x) || !a.inAnyPool(x)
-}
-
-// pick finds addresses for the needed families.
-func (a *Allocator) pick(r *request, named *pool, fixed [2]netip.Addr, needed []Family) (got [2]netip.Addr, missing []Family, err error) {
+// pick finds addresses for the needed families: from the named pool, else
+// from the AutoAssign pools serving the namespace. Without candidates
+// (namedErr, or ErrNoPool) optional families are missing and required ones
+// an error.
+func (a *Allocator) pick(r *request, named *pool, namedErr error, fixed [2]netip.Addr, needed []Family) (got [2]netip.Addr, missing []Family, err error) {
 	if len(needed) == 0 {
 		return got, nil, nil
 	}
 	var cands []*pool
-	if named != nil {
+	switch {
+	case namedErr != nil:
+	case named != nil:
 		cands = []*pool{named}
-	} else {
+	default:
 		for _, p := range a.sorted {
 			if p.AutoAssign && p.Allows(r.Namespace) {
 				cands = append(cands, p)
@@ -499,6 +506,9 @@ func (a *Allocator) pick(r *request, named *pool, fixed [2]netip.Addr, needed []
 	if len(cands) == 0 {
 		for _, f := range needed {
 			if r.required[famIdx(f)] {
+				if namedErr != nil {
+					return got, nil, namedErr
+				}
 				return got, nil, fmt.Errorf("%w: namespace %q", ErrNoPool, r.Namespace)
 			}
 		}

@@ -481,6 +481,30 @@ func TestAssign(t *testing.T) {
 			holding: []string{"dev/a 10.0.0.0"},
 		},
 		{
+			name: "a named pool that disappears or closes keeps what is held",
+			pools: []allocator.Pool{
+				auto("a", "10.0.1.0/24", "fd00:1::/120"),
+				auto("b", "10.0.2.0/24"),
+			},
+			steps: []step{
+				{assign: req("dev/x").pool("a").p(), want: []string{"10.0.1.0 a"}, changed: true},
+				{assign: req("dev/y").pool("b").p(), want: []string{"10.0.2.0 b"}, changed: true},
+				{pools: []allocator.Pool{
+					{Name: "a", AutoAssign: true, Namespaces: []string{"prod"}, Ranges: ranges("10.0.1.0/24", "fd00:1::/120")},
+				}},
+				{assign: req("dev/x").pool("a").p(), want: []string{"10.0.1.0 a"}},
+				{assign: req("dev/y").pool("b").p(), want: []string{"10.0.2.0"}},
+				// Optional families cannot come from there: missing.
+				{assign: req("dev/x", v4, v6).policy(allocator.PreferDualStack).pool("a").p(), want: []string{"10.0.1.0 a"}, missing: []allocator.Family{v6}},
+				{assign: req("dev/x", v4, v6).pool("a").p(), err: allocator.ErrPoolNotAllowed, msg: `pool "a" does not serve namespace "dev"`},
+				{assign: req("dev/y", v4, v6).pool("b").p(), err: allocator.ErrNoSuchPool, msg: `"b"`},
+				{assign: req("dev/z").pool("a").p(), err: allocator.ErrPoolNotAllowed},
+				{assign: req("dev/z").pool("b").ask("10.0.2.9").p(), err: allocator.ErrNoSuchPool},
+			},
+			holding: []string{"dev/x 10.0.1.0", "dev/y 10.0.2.0"},
+			orphans: []string{"dev/y 10.0.2.0"},
+		},
+		{
 			name:  "invalid pools change nothing",
 			pools: []allocator.Pool{auto("p", "10.0.0.0/30")},
 			steps: []step{

@@ -37,18 +37,22 @@
 // IPv4 and one IPv6 address, a sharing key and the owner's ports.
 //
 //   - Assign is idempotent: an owner whose addresses still satisfy its
-//     request gets them back (Result.Changed is false). An address the owner
-//     holds is kept unless the request itself contradicts it: another
-//     address of that family is requested, a pool is named that the address
-//     is not in (an address in no pool at all is kept), the family is no
+//     request gets them back (Result.Changed, which is about addresses
+//     only, is false). An address the owner holds, requested or not, is
+//     kept unless the request itself contradicts it: another address of
+//     that family is requested, another pool is named and the address is
+//     not in it (an address in no pool at all is kept), the family is no
 //     longer wanted, or a changed sharing key or ports no longer agree with
 //     the address's other holders. Pool edits (ranges, namespaces,
-//     AutoAssign, AvoidBuggyIPs) never move or free a live assignment;
-//     Orphans reports assignments that are outside every pool.
-//   - Requested addresses must be offered by a pool that serves the
-//     namespace (ErrNotInPool, ErrPoolNotAllowed), whether or not it
-//     auto-assigns, and be free or shareable (ErrInUse, as *InUseError).
-//   - A named pool must exist (ErrNoSuchPool) and serve the namespace
+//     AutoAssign, AvoidBuggyIPs, deleting a pool) never move or free a live
+//     assignment and never make Assign fail for what the owner holds;
+//     Orphans reports assignments outside every pool.
+//   - A requested address the owner does not hold must be offered by a
+//     pool that serves the namespace (ErrNotInPool, ErrPoolNotAllowed),
+//     whether or not it auto-assigns, and be free or shareable (ErrInUse,
+//     as *InUseError naming the holders).
+//   - A named pool that is needed (for a requested address or a family to
+//     allocate) must exist (ErrNoSuchPool) and serve the namespace
 //     (ErrPoolNotAllowed). Pools with AutoAssign false are used only when
 //     named, or for an address requested in them.
 //   - Otherwise the candidates are the AutoAssign pools that serve the
@@ -63,14 +67,18 @@
 //     supply only some (pools that hold the owner's requested or kept
 //     addresses are tried first). If no pool can, each family comes from
 //     the first pool that has one. With PreferDualStack only the first
-//     family is required; a missing second one is reported in
+//     family is required: a second one that cannot be had is reported in
 //     Result.Missing, not as an error, and is tried again on the next
 //     Assign. A required family that no candidate can supply is
 //     ErrExhausted (*ExhaustedError names the family and the pools).
 //   - Sharing needs explicit opt-in: an address is shared only between
 //     owners with the same non-empty SharingKey whose ports (number and
-//     protocol, "" meaning TCP) do not collide.
-//   - Assign, Restore and SetPools change nothing when they fail.
+//     protocol, "" meaning TCP) do not collide. Further conditions (MetalLB
+//     also wants the same selector for externalTrafficPolicy Local) are the
+//     caller's, folded into the key.
+//   - Assign, Restore and SetPools change nothing when they fail: the owner
+//     keeps what it held, so a caller should not clear a Service's address
+//     because Assign failed.
 //
 // Restore rebuilds state from existing Services at start or on a leader
 // change. It accepts addresses outside every pool (assigned by hand) and
