@@ -36,8 +36,14 @@ func configMapPools(cm *corev1.ConfigMap) (pools []allocator.Pool, shareNamespac
 				shareNamespaces = append(shareNamespaces, strings.TrimPrefix(k, "allow-share-"))
 			}
 		case strings.HasPrefix(k, "cidr-"), strings.HasPrefix(k, "range-"):
-			_, scope, _ := strings.Cut(k, "-")
-			rs, err := allocator.ParseList(v)
+			kind, scope, _ := strings.Cut(k, "-")
+			parse := allocator.ParseList
+			if kind == "cidr" {
+				// As kube-vip-cloud-provider: a CIDR offers its host
+				// addresses (no network or broadcast address).
+				parse = allocator.ParseHostCIDRs
+			}
+			rs, err := parse(v)
 			if err != nil {
 				errs = append(errs, fmt.Errorf("ConfigMap %s/%s key %s: %w", cm.Namespace, cm.Name, k, err))
 				continue
@@ -50,6 +56,10 @@ func configMapPools(cm *corev1.ConfigMap) (pools []allocator.Pool, shareNamespac
 		if scope != "global" {
 			p.Namespaces = []string{scope}
 			p.Priority = -1 // a namespace's own range comes first
+		}
+		if err := p.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("ConfigMap %s/%s pool %s: %w", cm.Namespace, cm.Name, p.Name, err))
+			continue
 		}
 		pools = append(pools, p)
 	}

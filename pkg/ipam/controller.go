@@ -83,6 +83,9 @@ type Controller struct {
 	leading bool
 	shared  map[string]bool // namespaces allowed to share (ConfigMap)
 	said    map[string]string
+	// written remembers what this process wrote, until the informer shows
+	// it: a rebuild from a lagging lister must not free those addresses.
+	written map[string][]netip.Addr
 }
 
 const (
@@ -108,7 +111,7 @@ func New(cfg Config, client kubernetes.Interface, dyn dynamic.Interface, el Elec
 			})),
 		dynFactory: dynamicinformer.NewDynamicSharedInformerFactory(dyn, 0),
 		queue:      workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[string]()),
-		shared:     map[string]bool{}, said: map[string]string{},
+		shared:     map[string]bool{}, said: map[string]string{}, written: map[string][]netip.Addr{},
 	}
 	svcInf := c.factory.Core().V1().Services().Informer()
 	cmInf := c.cmFactory.Core().V1().ConfigMaps().Informer()
@@ -238,10 +241,15 @@ func (c *Controller) desiredPools() ([]allocator.Pool, map[string]bool) {
 			continue
 		}
 		auto := p.Spec.AutoAssign == nil || *p.Spec.AutoAssign
-		pools = append(pools, allocator.Pool{
+		ap := allocator.Pool{
 			Name: p.Name, Ranges: rs, AutoAssign: auto, AvoidBuggyIPs: p.Spec.AvoidBuggyIPs,
 			Namespaces: p.Spec.Namespaces, Priority: p.Spec.Priority,
-		})
+		}
+		if err := ap.Validate(); err != nil {
+			c.poolEvent(p, corev1.EventTypeWarning, "InvalidPool", err.Error())
+			continue
+		}
+		pools = append(pools, ap)
 	}
 	shared := map[string]bool{}
 	if cm, err := c.cms.ConfigMaps(ConfigMapNamespace).Get(ConfigMapName); err == nil {
@@ -250,7 +258,13 @@ func (c *Controller) desiredPools() ([]allocator.Pool, map[string]bool) {
 			c.log.Warn("kube-vip ConfigMap", "err", err)
 			c.recorder.Event(cm, corev1.EventTypeWarning, "InvalidPool", err.Error())
 		}
-		pools = append(pools, cmPools...)
+		for _, p := range cmPools {
+			if slices.ContainsFunc(pools, func(q allocator.Pool) bool { return q.Name == p.Name }) {
+				c.log.Warn("an IPPool has the name of a ConfigMap pool; the IPPool wins", "pool", p.Name)
+				continue
+			}
+			pools = append(pools, p)
+		}
 		for _, ns := range share {
 			shared[ns] = true
 		}
@@ -353,13 +367,55 @@ func (c *Controller) restore(svc *corev1.Service) {
 	if svc.Spec.Type != corev1.ServiceTypeLoadBalancer {
 		return
 	}
+	key := svc.Namespace + "/" + svc.Name
 	addrs := addressesOf(svc)
+	if len(addrs) > 0 {
+		delete(c.written, key) // the informer has caught up
+	} else {
+		addrs = c.written[key]
+	}
 	if len(addrs) == 0 {
 		return
 	}
-	key := svc.Namespace + "/" + svc.Name
-	if err := c.alloc.Restore(key, addrs, c.sharingKey(svc), ports(svc)); err != nil {
+	// The allocator holds one address per family and owner; kube-vip lets a
+	// Service ask for more. Extra ones are held under key#n so they still
+	// count as used.
+	first, extra := splitByFamily(addrs)
+	if err := c.alloc.Restore(key, first, c.sharingKey(svc), ports(svc)); err != nil {
 		c.event(svc, key, corev1.EventTypeWarning, "AllocationFailed", err.Error())
+	}
+	for i, a := range extra {
+		_ = c.alloc.Restore(fmt.Sprintf("%s#%d", key, i+1), []netip.Addr{a}, c.sharingKey(svc), ports(svc))
+	}
+}
+
+// splitByFamily keeps the first address of each family and returns the rest.
+func splitByFamily(addrs []netip.Addr) (first, extra []netip.Addr) {
+	var v4, v6 bool
+	for _, a := range addrs {
+		switch {
+		case a.Is4() && !v4:
+			v4 = true
+			first = append(first, a)
+		case a.Is6() && !v6:
+			v6 = true
+			first = append(first, a)
+		default:
+			extra = append(extra, a)
+		}
+	}
+	return first, extra
+}
+
+// release frees everything key holds, extras included.
+func (c *Controller) release(key string) {
+	c.alloc.Release(key)
+	for i := 1; ; i++ {
+		k := fmt.Sprintf("%s#%d", key, i)
+		if _, ok := c.alloc.Lookup(k); !ok {
+			return
+		}
+		c.alloc.Release(k)
 	}
 }
 
@@ -382,8 +438,9 @@ func (c *Controller) syncService(ctx context.Context, key string) error {
 	ns, name, _ := strings.Cut(key, "/")
 	svc, err := c.services.Services(ns).Get(name)
 	if apierrors.IsNotFound(err) {
-		c.alloc.Release(key)
+		c.release(key)
 		delete(c.said, key)
+		delete(c.written, key)
 		c.queue.Add(keyStatus)
 		return nil
 	}
@@ -391,17 +448,30 @@ func (c *Controller) syncService(ctx context.Context, key string) error {
 		return err
 	}
 	if svc.Spec.Type != corev1.ServiceTypeLoadBalancer {
-		c.alloc.Release(key)
+		c.release(key)
 		return nil
 	}
+	if _, pending := c.written[key]; pending && len(addressesOf(svc)) == 0 {
+		return nil // our write has not reached the informer yet
+	}
 	if have := addressesOf(svc); len(have) > 0 {
+		delete(c.written, key)
 		// Asked for by hand, or ours from before: check it.
 		if !c.handles(svc) {
 			c.restore(svc)
 			return nil
 		}
 		req := c.request(svc, key)
-		req.Requested = have
+		req.Requested, _ = splitByFamily(have)
+		// What was asked for decides the families, whatever ipFamilies says
+		// (kube-vip users put any address in the annotation).
+		req.Families, req.Policy = nil, allocator.SingleStack
+		for _, a := range req.Requested {
+			req.Families = append(req.Families, allocator.FamilyOf(a))
+		}
+		if len(req.Families) == 2 {
+			req.Policy = allocator.RequireDualStack
+		}
 		if _, err := c.alloc.Assign(req); err != nil {
 			c.event(svc, key, corev1.EventTypeWarning, "AllocationFailed", "requested "+joinAddrs(have)+": "+err.Error())
 			c.restore(svc) // it is in use on the network all the same
@@ -421,9 +491,14 @@ func (c *Controller) syncService(ctx context.Context, key string) error {
 		return nil
 	}
 	if err := c.write(ctx, svc, res); err != nil {
-		c.alloc.Release(key)
+		// Keep the allocation: the write may have landed (a timeout), or
+		// the lister may lag behind an earlier write of ours (a conflict
+		// on a stale resourceVersion). Freeing the address here could hand
+		// it to another Service. The retry reads the Service again.
 		return err
 	}
+	addrs, _ := resultAddrs(res)
+	c.written[key] = addrs
 	addrs, pools := resultAddrs(res)
 	c.event(svc, key, corev1.EventTypeNormal, "IPAllocated", fmt.Sprintf("%s from pool %s", joinAddrs(addrs), strings.Join(pools, ",")))
 	c.queue.Add(keyStatus)
