@@ -205,10 +205,18 @@ func TestAllocatorPools(t *testing.T) {
 	}
 }
 
-// kube-vip-cloud-provider's ConfigMap (range-<namespace>) works as a pool.
+// kube-vip-cloud-provider's ConfigMap (range-<namespace>) works as a pool,
+// served by a standalone `vigil allocator` (the agents run without one).
 func TestAllocatorConfigMap(t *testing.T) {
 	c := newCluster(t, 2)
-	c.startWithAllocator()
+	c.startAll()
+	alloc, err := c.n.Start(c.n.Nodes[0], "vigil-allocator", []string{
+		"k8s_config_file=" + c.kubeconfig, "POD_NAME=allocator-0", "POD_NAMESPACE=" + c.ns,
+	}, vigilBin(t), "allocator")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { alloc.Stop(5 * time.Second) })
 	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "kubevip", Namespace: "kube-system"},
 		Data: map[string]string{"range-" + c.ns: "198.18.0.180-198.18.0.181"}}
 	if _, err := c.cs.CoreV1().ConfigMaps("kube-system").Create(c.ctx, cm, metav1.CreateOptions{}); err != nil {
