@@ -2,8 +2,6 @@ package cli
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,13 +11,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/kubernetes/scheme"
-	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/record"
 
 	"github.com/vigil-lb/vigil/pkg/election"
 	"github.com/vigil-lb/vigil/pkg/ipam"
@@ -106,15 +99,7 @@ func newAllocatorCommand() *cobra.Command {
 // runAllocator runs the leader-elected allocator until ctx ends, then
 // releases its Lease.
 func runAllocator(ctx context.Context, o *allocatorOptions, cfg *rest.Config, log *slog.Logger) error {
-	cfg = rest.CopyConfig(cfg)
-	cfg.UserAgent = "vigil-allocator/" + Version
-	leaseCfg := rest.CopyConfig(cfg)
-	cfg.QPS, cfg.Burst = 50, 100
-	client, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return err
-	}
-	leaseClient, err := kubernetes.NewForConfig(leaseCfg)
+	client, leaseClient, cfg, err := apiClients(cfg, "vigil-allocator/"+Version, 50, 100)
 	if err != nil {
 		return err
 	}
@@ -122,15 +107,11 @@ func runAllocator(ctx context.Context, o *allocatorOptions, cfg *rest.Config, lo
 	if err != nil {
 		return err
 	}
-	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
-	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})
-	defer broadcaster.Shutdown()
-	recorder := broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "vigil-allocator", Host: o.podName})
+	recorder, stopEvents := eventRecorder(ctx, client, "vigil-allocator", o.podName)
+	defer stopEvents()
 
-	instance := make([]byte, 8)
-	_, _ = rand.Read(instance)
 	var ctl *ipam.Controller
-	el, err := election.New(election.Config{Identity: o.podName, Instance: hex.EncodeToString(instance), Namespace: o.podNamespace},
+	el, err := election.New(election.Config{Identity: o.podName, Instance: instanceID(), Namespace: o.podNamespace},
 		leaseClient, func(k election.Key) { ctl.LeaseChanged(k) }, log)
 	if err != nil {
 		return err

@@ -2,8 +2,6 @@ package cli
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,14 +12,9 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	corev1 "k8s.io/api/core/v1"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/kubernetes/scheme"
-	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
-	"k8s.io/client-go/tools/record"
 
 	"github.com/vigil-lb/vigil/pkg/agent"
 	"github.com/vigil-lb/vigil/pkg/announce"
@@ -165,17 +158,7 @@ func runManager(ctx context.Context, o *managerOptions) error {
 	if err != nil {
 		return fmt.Errorf("kubernetes config: %w", err)
 	}
-	cfg.UserAgent = "vigil/" + Version
-	// Leases get their own client and QPS budget, so a burst of status
-	// writes never delays a renewal.
-	leaseCfg := rest.CopyConfig(cfg)
-	leaseCfg.QPS, leaseCfg.Burst = 100, 200
-	cfg.QPS, cfg.Burst = 20, 40
-	client, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return err
-	}
-	leaseClient, err := kubernetes.NewForConfig(leaseCfg)
+	client, leaseClient, _, err := apiClients(cfg, "vigil/"+Version, 20, 40)
 	if err != nil {
 		return err
 	}
@@ -201,15 +184,11 @@ func runManager(ctx context.Context, o *managerOptions) error {
 		log.Info("removed stale VIPs", "vips", removed)
 	}
 
-	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
-	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})
-	defer broadcaster.Shutdown()
-	recorder := broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "vigil", Host: o.nodeName})
+	recorder, stopEvents := eventRecorder(ctx, client, "vigil", o.nodeName)
+	defer stopEvents()
 
-	instance := make([]byte, 8)
-	_, _ = rand.Read(instance)
 	el, err := election.New(election.Config{
-		Identity: o.nodeName, Instance: hex.EncodeToString(instance),
+		Identity: o.nodeName, Instance: instanceID(),
 		LeaseDuration: time.Duration(o.leaseDuration) * time.Second,
 		RenewDeadline: time.Duration(o.renewDeadline) * time.Second,
 		RetryPeriod:   time.Duration(o.retryPeriod) * time.Second,
