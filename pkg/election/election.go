@@ -470,6 +470,14 @@ func (e *Elector) step(ctx context.Context, key Key, r *race) time.Duration {
 	held := r.held
 	confirmedBefore := r.confirmed
 	obs, seen := e.observed[key]
+	if cached != nil {
+		// The lister is updated before the event handlers run: a record in
+		// the cache that has not been observed yet is a fresh sighting, as
+		// of now — never an expired one. (The handler records it.)
+		if o := observe(cached, now); !seen || !o.sameRecord(obs) {
+			obs, seen = o, true
+		}
+	}
 	// Leading starts only once the informer shows our own write: then this
 	// node's cache has every Lease write that came before it, which is what
 	// lets callers compare holders of related keys safely.

@@ -30,8 +30,12 @@ type node struct {
 }
 
 func startNode(t *testing.T, cs kubernetes.Interface, name, instance string) *node {
+	return startNodeNotify(t, cs, name, instance, func(election.Key) {})
+}
+
+func startNodeNotify(t *testing.T, cs kubernetes.Interface, name, instance string, notify func(election.Key)) *node {
 	t.Helper()
-	e, err := election.New(election.Config{Identity: name, Instance: instance}, cs, func(election.Key) {}, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	e, err := election.New(election.Config{Identity: name, Instance: instance}, cs, notify, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,5 +144,57 @@ func TestElection(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	if re.e.Leading(key) {
 		t.Errorf("restarted %s leads a lease held by its previous instance", third)
+	}
+}
+
+// A node that starts while others already hold Leases must not take them:
+// its Lease cache fills before its event handlers have seen every record,
+// and a record in the cache not yet observed is a fresh sighting, never an
+// expired one. (A slow notify consumer widens that window.) No Lease may
+// change hands while its holder is alive, and no key may have two leaders.
+func TestLateJoinerDoesNotSteal(t *testing.T) {
+	lab.Require(t, cp)
+	cs, err := cp.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	ns, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "race-"}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const keys = 30
+	key := func(k int) election.Key { return election.Key{Namespace: ns.Name, Name: fmt.Sprintf("kubevip-s%02d", k)} }
+	first := startNode(t, cs, "node1", "boot-1")
+	for k := range keys {
+		first.e.Campaign(key(k))
+	}
+	for k := range keys {
+		waitLeader(t, []*node{first}, key(k), "", 5*time.Second)
+	}
+	slow := func(election.Key) { time.Sleep(10 * time.Millisecond) }
+	late := startNodeNotify(t, cs, "node2", "boot-2", slow)
+	for k := range keys {
+		late.e.Campaign(key(k))
+	}
+	nodes := []*node{first, late}
+	deadline := time.Now().Add(2 * time.Second)
+	for time.Now().Before(deadline) {
+		for k := range keys {
+			leaders(t, nodes, key(k))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	for k := range keys {
+		if l := leaders(t, nodes, key(k)); len(l) != 1 || l[0] != "node1" {
+			t.Errorf("%s: leaders %v, want node1 only", key(k), l)
+		}
+		lease, err := cs.CoordinationV1().Leases(ns.Name).Get(ctx, key(k).Name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tr := lease.Spec.LeaseTransitions; tr != nil && *tr != 0 {
+			t.Errorf("%s changed hands %d times while its holder was alive", key(k), *tr)
+		}
 	}
 }
