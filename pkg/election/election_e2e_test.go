@@ -164,7 +164,9 @@ func TestLateJoinerDoesNotSteal(t *testing.T) {
 		t.Fatal(err)
 	}
 	const keys = 30
-	key := func(k int) election.Key { return election.Key{Namespace: ns.Name, Name: fmt.Sprintf("kubevip-s%02d", k)} }
+	key := func(k int) election.Key {
+		return election.Key{Namespace: ns.Name, Name: fmt.Sprintf("kubevip-s%02d", k)}
+	}
 	first := startNode(t, cs, "node1", "boot-1")
 	for k := range keys {
 		first.e.Campaign(key(k))
