@@ -654,7 +654,14 @@ func (a *Agent) processStatus(ctx context.Context) bool {
 		cancel()
 	}
 	if err != nil {
-		a.log.Warn("status write failed, will retry", "service", key, "err", err)
+		lvl := slog.LevelWarn
+		if apierrors.IsConflict(err) {
+			// Usual when several nodes write the same "not announced"
+			// status, or the Service changed meanwhile: the retry reads it
+			// again.
+			lvl = slog.LevelDebug
+		}
+		a.log.Log(ctx, lvl, "status write failed, will retry", "service", key, "err", err)
 		a.statusQueue.AddRateLimited(key)
 		return true
 	}
