@@ -295,18 +295,6 @@ func (e *Elector) HeldByOther(key Key) bool {
 	return ok && valid(o, e.now()) && !e.mine(o)
 }
 
-// Holder returns the holder identity of key as last seen ("" when free,
-// expired or unknown).
-func (e *Elector) Holder(key Key) string {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	o, ok := e.observed[key]
-	if !ok || !valid(o, e.now()) {
-		return ""
-	}
-	return o.holder
-}
-
 // Campaign makes this node a candidate for key. It is idempotent.
 func (e *Elector) Campaign(key Key) {
 	e.mu.Lock()
