@@ -45,7 +45,7 @@ func (n *Network) StartDHCP(ctx context.Context, opts DHCPOptions) (*Proc, error
 		return nil, err
 	}
 	// dnsmasq binds at once; wait until its socket exists.
-	if err := waitFor(ctx, 5*time.Second, func() bool {
+	if err := WaitFor(ctx, 5*time.Second, func() bool {
 		out, _ := runIn(ctx, n.Gateway.NS, "ss", "-Hulpn", "sport = :67")
 		return strings.Contains(out, "dnsmasq")
 	}); err != nil {
@@ -152,7 +152,7 @@ deny 0-65535 0.0.0.0/0 0-65535
 	if err != nil {
 		return nil, err
 	}
-	if err := waitFor(ctx, 5*time.Second, func() bool {
+	if err := WaitFor(ctx, 5*time.Second, func() bool {
 		out, _ := runIn(ctx, n.Gateway.NS, "ss", "-Htlpn", fmt.Sprintf("sport = :%d", UPnPPort))
 		return strings.Contains(out, "miniupnpd")
 	}); err != nil {
@@ -264,8 +264,8 @@ func (s *stunServer) Close() {
 	<-s.done
 }
 
-// waitFor polls cond every 20 ms until it holds or the timeout passes.
-func waitFor(ctx context.Context, timeout time.Duration, cond func() bool) error {
+// WaitFor polls cond every 20 ms until it holds or the timeout passes.
+func WaitFor(ctx context.Context, timeout time.Duration, cond func() bool) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	t := time.NewTicker(20 * time.Millisecond)
@@ -280,9 +280,4 @@ func waitFor(ctx context.Context, timeout time.Duration, cond func() bool) error
 		case <-t.C:
 		}
 	}
-}
-
-// WaitFor is waitFor for tests: it polls cond every 20 ms until it holds.
-func WaitFor(ctx context.Context, timeout time.Duration, cond func() bool) error {
-	return waitFor(ctx, timeout, cond)
 }

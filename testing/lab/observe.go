@@ -79,12 +79,7 @@ func (n *Network) DialFromWAN(ctx context.Context, addr netip.Addr, port uint16)
 func dialFrom(ctx context.Context, ns string, ap netip.AddrPort) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	var c net.Conn
-	err := netnstest.InNS(ns, func() (err error) {
-		var d net.Dialer
-		c, err = d.DialContext(ctx, "tcp", ap.String())
-		return err
-	})
+	c, err := dialIn(ctx, ns, "tcp", ap.String())
 	if err != nil {
 		return "", err
 	}
@@ -297,13 +292,7 @@ func (n *Network) HTTPGet(ctx context.Context, h *Host, url string) (int, string
 	defer cancel()
 	tr := &http.Transport{
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			var c net.Conn
-			err := netnstest.InNS(h.NS, func() (err error) {
-				var d net.Dialer
-				c, err = d.DialContext(ctx, network, addr)
-				return err
-			})
-			return c, err
+			return dialIn(ctx, h.NS, network, addr)
 		},
 		DisableKeepAlives: true,
 	}
@@ -319,4 +308,15 @@ func (n *Network) HTTPGet(ctx context.Context, h *Host, url string) (int, string
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b), err
+}
+
+// dialIn dials from inside namespace ns (the socket stays there).
+func dialIn(ctx context.Context, ns, network, addr string) (net.Conn, error) {
+	var c net.Conn
+	err := netnstest.InNS(ns, func() (err error) {
+		var d net.Dialer
+		c, err = d.DialContext(ctx, network, addr)
+		return err
+	})
+	return c, err
 }

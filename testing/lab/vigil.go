@@ -62,7 +62,7 @@ func (n *Network) StartAgent(h *Host, o AgentOptions) (*Proc, error) {
 
 // WaitAgentReady waits until the agent on h answers /healthz with 200.
 func (n *Network) WaitAgentReady(ctx context.Context, h *Host, p *Proc, within time.Duration) error {
-	err := waitFor(ctx, within, func() bool {
+	err := WaitFor(ctx, within, func() bool {
 		if p.Exited() {
 			return true
 		}
