@@ -1,5 +1,6 @@
 // Package clock is the time seam of vigil's timer-driven packages (announce,
-// dhcp): the real clock in production, a hand-driven one in tests.
+// dhcp, election): the real clock in production, a hand-driven one in tests
+// (package clocktest).
 package clock
 
 import (
@@ -12,6 +13,10 @@ type Clock interface {
 	Now() time.Time
 	// NewTimer returns a stopped timer.
 	NewTimer() Timer
+	// AfterFunc calls f in its own goroutine at time at (at once if at has
+	// passed), unless the returned timer is stopped first. Its C is nil;
+	// Reset re-arms it to call f again.
+	AfterFunc(at time.Time, f func()) Timer
 }
 
 // Timer is a single timer, with the semantics of time.Timer since Go 1.23:
@@ -34,6 +39,11 @@ func (Real) NewTimer() Timer {
 	t := time.NewTimer(math.MaxInt64)
 	t.Stop()
 	return realTimer{t}
+}
+
+// AfterFunc is time.AfterFunc with an absolute time.
+func (Real) AfterFunc(at time.Time, f func()) Timer {
+	return realTimer{time.AfterFunc(time.Until(at), f)}
 }
 
 type realTimer struct{ t *time.Timer }

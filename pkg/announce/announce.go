@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"net"
 	"net/netip"
 	"slices"
@@ -43,6 +42,9 @@ type Options struct {
 	// the Announcer's lock held, on the goroutine that sent (Add's caller or
 	// Run), so it should return quickly.
 	OnSent func(addr netip.Addr, err error)
+	// Clock drives the schedule and the ends of AddUntil; nil means the
+	// real clock. A caller computing ends from its own clock passes it.
+	Clock clock
 }
 
 func (o Options) withDefaults() Options {
@@ -85,7 +87,16 @@ type Announcer struct {
 type entry struct {
 	burst int       // burst announcements still to send
 	next  time.Time // when the next announcement is due
+	until time.Time // no announcement at or after it; zero = no end
 }
+
+// over reports whether e's announcements have ended at now.
+func (e *entry) over(now time.Time) bool {
+	return !e.until.IsZero() && !now.Before(e.until)
+}
+
+// ErrExpired is returned (wrapped) by AddUntil for an end that has passed.
+var ErrExpired = errors.New("announcement end has passed")
 
 // sent is the outcome of one send, for Options.OnSent.
 type sent struct {
@@ -98,7 +109,11 @@ type sent struct {
 // not used; Add then rejects addresses of that family. The Announcer owns
 // the Conns: Run closes them when it returns.
 func New(ifi *net.Interface, v4, v6 Conn, opts Options) *Announcer {
-	return newAnnouncer(ifi, v4, v6, opts, realClock{})
+	var clk clock = realClock{}
+	if opts.Clock != nil {
+		clk = opts.Clock
+	}
+	return newAnnouncer(ifi, v4, v6, opts, clk)
 }
 
 func newAnnouncer(ifi *net.Interface, v4, v6 Conn, opts Options, clk clock) *Announcer {
@@ -142,6 +157,18 @@ func Open(ifi *net.Interface, opts Options) (*Announcer, error) {
 // fails, addr is still scheduled, so the burst retries it, and Add returns
 // the send error.
 func (a *Announcer) Add(addr netip.Addr) error {
+	return a.AddUntil(addr, time.Time{})
+}
+
+// AddUntil is Add for an address that must not be announced at or after
+// until, because it leaves the interface then (a kernel address lifetime
+// ends): the Announcer drops addr at until by itself, checking the clock
+// right before every send, so nothing is sent for addr from until on even
+// if the process was stopped and resumed in between. A zero until means no
+// end, as Add. If until has passed, AddUntil sends nothing, leaves addr's
+// schedule alone and returns an error wrapping ErrExpired. Extend moves
+// the end without sending.
+func (a *Announcer) AddUntil(addr netip.Addr, until time.Time) error {
 	addr = addr.Unmap()
 	conn, err := a.conn(addr)
 	if err != nil {
@@ -154,8 +181,12 @@ func (a *Announcer) Add(addr netip.Addr) error {
 		return fmt.Errorf("announce: add %s on %s: announcer is stopped", addr, a.ifname)
 	}
 	now := a.clock.Now()
+	e := &entry{burst: a.opts.Burst, until: until}
+	if e.over(now) {
+		a.mu.Unlock()
+		return fmt.Errorf("announce: add %s on %s until %v: %w", addr, a.ifname, until, ErrExpired)
+	}
 	err = conn.Announce(addr)
-	e := &entry{burst: a.opts.Burst}
 	e.next = now.Add(a.interval(e))
 	a.entries[addr] = e
 	a.mu.Unlock()
@@ -181,11 +212,43 @@ func (a *Announcer) Remove(addr netip.Addr) {
 	}
 }
 
-// Addrs returns the announced addresses, sorted.
+// Extend sets the end of addr's announcements to until (zero: no end),
+// without sending anything and without restarting its burst. It returns
+// false and changes nothing if addr is not announced: never added, removed,
+// or its end has passed (then it is dropped); the caller must AddUntil it
+// again. An until that has passed ends addr's announcements at once.
+func (a *Announcer) Extend(addr netip.Addr, until time.Time) bool {
+	addr = addr.Unmap()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	now := a.clock.Now()
+	e, ok := a.entries[addr]
+	if !ok || e.over(now) {
+		delete(a.entries, addr)
+		return false
+	}
+	e.until = until
+	if e.over(now) {
+		delete(a.entries, addr)
+		return false
+	}
+	return true
+}
+
+// Addrs returns the announced addresses, sorted; an address whose end
+// (AddUntil, Extend) has passed is not.
 func (a *Announcer) Addrs() []netip.Addr {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return slices.SortedFunc(maps.Keys(a.entries), netip.Addr.Compare)
+	now := a.clock.Now()
+	var out []netip.Addr
+	for addr, e := range a.entries {
+		if !e.over(now) {
+			out = append(out, addr)
+		}
+	}
+	slices.SortFunc(out, netip.Addr.Compare)
+	return out
 }
 
 // Run sends the scheduled announcements until ctx is done, then stops the
@@ -232,6 +295,10 @@ func (a *Announcer) sendDue() (next time.Time, ok bool, out []sent) {
 	now := a.clock.Now()
 	var due []netip.Addr
 	for addr, e := range a.entries {
+		if e.over(now) {
+			delete(a.entries, addr) // its address has left the interface
+			continue
+		}
 		if !e.next.After(now) {
 			due = append(due, addr)
 		}
@@ -239,6 +306,10 @@ func (a *Announcer) sendDue() (next time.Time, ok bool, out []sent) {
 	slices.SortFunc(due, netip.Addr.Compare)
 	for _, addr := range due {
 		e := a.entries[addr]
+		if e.over(a.clock.Now()) { // the sends before took that long
+			delete(a.entries, addr)
+			continue
+		}
 		conn, err := a.conn(addr)
 		if err == nil {
 			err = conn.Announce(addr)

@@ -11,7 +11,9 @@
 // A Conn sends single announcements. An Announcer keeps a set of addresses
 // announced on one interface: one announcement as soon as an address is
 // added, a short burst after it, then a periodic refresh, all driven by one
-// goroutine, Run.
+// goroutine, Run. AddUntil gives an address an end (its kernel lifetime
+// runs out then): it is never announced at or after it, which is checked
+// right before every send, also when a stopped process resumes.
 //
 // The package knows nothing about Kubernetes or about binding addresses;
 // see package netif for that.

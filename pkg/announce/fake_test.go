@@ -3,141 +3,57 @@ package announce
 import (
 	"errors"
 	"net/netip"
+	"slices"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/vigil-lb/vigil/internal/clock/clocktest"
 )
 
 // failsafe bounds how long a test waits for the Run goroutine to reach a
 // state it must reach; it only matters when a test is failing.
 const failsafe = 10 * time.Second
 
-type timerState int
+// fakeClock is the shared fake clock, with the waits these tests need.
+// Run uses one timer.
+type fakeClock struct{ *clocktest.Fake }
 
-const (
-	stopped timerState = iota // never armed, or Stop called
-	armed                     // Reset called, not fired yet
-	fired                     // deadline reached, value sent on C
-)
+var clockStart = time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
 
-// fakeClock is a manual clock with the one timer Run uses. Time moves only
-// in Advance. Its timer has the Go 1.23 semantics the real one has: Reset
-// and Stop discard an unreceived value, and Reset to a passed time fires at
-// once.
-type fakeClock struct {
-	start time.Time
-
-	mu       sync.Mutex
-	now      time.Time
-	state    timerState
-	deadline time.Time
-	c        chan time.Time // capacity 1
-	changed  chan struct{}  // capacity 1: the timer state changed
-}
-
-func newFakeClock() *fakeClock {
-	start := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
-	return &fakeClock{start: start, now: start, c: make(chan time.Time, 1), changed: make(chan struct{}, 1)}
-}
-
-func (f *fakeClock) Now() time.Time {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.now
-}
-
-func (f *fakeClock) NewTimer() timer { return f }
-
-func (f *fakeClock) C() <-chan time.Time { return f.c }
-
-func (f *fakeClock) Reset(at time.Time) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.drain()
-	f.state, f.deadline = armed, at
-	f.fireIfDue()
-	f.notify()
-}
-
-func (f *fakeClock) Stop() {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.drain()
-	f.state = stopped
-	f.notify()
-}
+func newFakeClock() *fakeClock { return &fakeClock{clocktest.New(clockStart)} }
 
 // AdvanceTo moves the clock forward to start+at and fires the timer if it
 // is due.
-func (f *fakeClock) AdvanceTo(at time.Duration) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if to := f.start.Add(at); to.After(f.now) {
-		f.now = to
-	}
-	f.fireIfDue()
-}
+func (f *fakeClock) AdvanceTo(at time.Duration) { f.Set(clockStart.Add(at)) }
 
 // Since returns how long after the start the clock is.
-func (f *fakeClock) Since() time.Duration {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.now.Sub(f.start)
-}
-
-func (f *fakeClock) drain() {
-	select {
-	case <-f.c:
-	default:
-	}
-}
-
-func (f *fakeClock) fireIfDue() {
-	if f.state == armed && !f.deadline.After(f.now) {
-		f.state = fired
-		f.c <- f.now
-		f.notify()
-	}
-}
-
-func (f *fakeClock) notify() {
-	select {
-	case f.changed <- struct{}{}:
-	default:
-	}
-}
+func (f *fakeClock) Since() time.Duration { return f.Elapsed() }
 
 // waitArmed waits until the timer is armed for start+at.
 func (f *fakeClock) waitArmed(t *testing.T, at time.Duration) {
 	t.Helper()
-	f.waitFor(t, "armed for start+"+at.String(), func() bool {
-		return f.state == armed && f.deadline.Equal(f.start.Add(at))
+	f.waitFor(t, "armed for start+"+at.String(), func(s clocktest.TimerState) bool {
+		return s.State == clocktest.Armed && s.At.Equal(clockStart.Add(at))
 	})
 }
 
 // waitStopped waits until the timer is stopped.
 func (f *fakeClock) waitStopped(t *testing.T) {
 	t.Helper()
-	f.waitFor(t, "stopped", func() bool { return f.state == stopped })
+	f.waitFor(t, "stopped", func(s clocktest.TimerState) bool { return s.State == clocktest.Stopped })
 }
 
-func (f *fakeClock) waitFor(t *testing.T, what string, cond func() bool) {
+// waitFor waits until every timer Run made is in the wanted state (and
+// Run made one).
+func (f *fakeClock) waitFor(t *testing.T, what string, want func(clocktest.TimerState) bool) {
 	t.Helper()
-	deadline := time.NewTimer(failsafe)
-	defer deadline.Stop()
-	for {
-		f.mu.Lock()
-		ok := cond()
-		state, at := f.state, f.deadline.Sub(f.start)
-		f.mu.Unlock()
-		if ok {
-			return
-		}
-		select {
-		case <-f.changed:
-		case <-deadline.C:
-			t.Fatalf("timer never became %s; it is in state %d for start+%v", what, state, at)
-		}
+	ok := f.Await(failsafe, func() bool {
+		timers := f.Timers()
+		return len(timers) > 0 && !slices.ContainsFunc(timers, func(s clocktest.TimerState) bool { return !want(s) })
+	})
+	if !ok {
+		t.Fatalf("timer never became %s; timers: %v", what, f.Timers())
 	}
 }
 

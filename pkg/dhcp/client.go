@@ -32,6 +32,9 @@ type Config struct {
 	// changes Addr, Prefix, Server or Router. It is not called when a
 	// renewal only moves the times. It must not block: enqueue and return.
 	OnChange func()
+	// Broadcast sets the BOOTP broadcast flag in every message, asking
+	// servers to broadcast their replies (kube-vip.io/dhcp-broadcast).
+	Broadcast bool
 	// Log receives the client's logs; nil discards them.
 	Log *slog.Logger
 }
@@ -122,6 +125,7 @@ func newClient(cfg Config, hw net.HardwareAddr, maxSize uint16, c conn, clk cloc
 			hostname:  cfg.Hostname,
 			requested: cfg.RequestedIP.Unmap(),
 			maxSize:   maxSize,
+			broadcast: cfg.Broadcast,
 			newXID: func() dhcpv4.TransactionID {
 				var x dhcpv4.TransactionID
 				binary.BigEndian.PutUint32(x[:], rand.Uint32())

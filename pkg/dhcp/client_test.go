@@ -12,82 +12,21 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/insomniacslk/dhcp/dhcpv4"
+
+	"github.com/vigil-lb/vigil/internal/clock/clocktest"
 )
 
-// fakeClock is a manual clock. Every timer Reset is reported on resets, so
-// a test knows when Run has finished a step and waits again.
+// fakeClock is the shared fake clock; every timer Reset is reported on
+// resets, so a test knows when Run has finished a step and waits again.
 type fakeClock struct {
-	mu     sync.Mutex
-	now    time.Time
-	timers []*fakeTimer
+	*clocktest.Fake
 	resets chan time.Time
 }
 
 func newFakeClock() *fakeClock {
-	return &fakeClock{now: t0, resets: make(chan time.Time, 64)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) NewTimer() timer {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	t := &fakeTimer{clock: c, c: make(chan time.Time, 1)}
-	c.timers = append(c.timers, t)
-	return t
-}
-
-// set moves the clock to at and fires the timers that are due.
-func (c *fakeClock) set(at time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = at
-	for _, t := range c.timers {
-		t.fireLocked()
-	}
-}
-
-type fakeTimer struct {
-	clock *fakeClock
-	c     chan time.Time
-	at    time.Time
-	armed bool
-}
-
-func (t *fakeTimer) C() <-chan time.Time { return t.c }
-
-func (t *fakeTimer) Reset(at time.Time) {
-	t.clock.mu.Lock()
-	t.drainLocked()
-	t.at, t.armed = at, true
-	t.fireLocked()
-	t.clock.mu.Unlock()
-	t.clock.resets <- at
-}
-
-func (t *fakeTimer) Stop() {
-	t.clock.mu.Lock()
-	defer t.clock.mu.Unlock()
-	t.drainLocked()
-	t.armed = false
-}
-
-func (t *fakeTimer) drainLocked() {
-	select {
-	case <-t.c:
-	default:
-	}
-}
-
-func (t *fakeTimer) fireLocked() {
-	if t.armed && !t.at.After(t.clock.now) {
-		t.armed = false
-		t.c <- t.clock.now
-	}
+	c := &fakeClock{Fake: clocktest.New(t0), resets: make(chan time.Time, 64)}
+	c.OnReset(func(at time.Time) { c.resets <- at })
+	return c
 }
 
 // frame is a message the client sent through fakeConn.
@@ -262,13 +201,26 @@ func (h *harness) reply(s srv) time.Time {
 // at moves the clock to t0+d and waits until Run has handled the timer.
 func (h *harness) at(d time.Duration) time.Time {
 	h.t.Helper()
-	h.clock.set(t0.Add(d))
+	h.clock.Set(t0.Add(d))
 	return h.idle()
 }
 
+// changed checks how many times OnChange was called since the last check.
+// Run calls it after resetting its timer, so after idle it may still be on
+// its way: wait for the calls wanted, then count any extra ones.
 func (h *harness) changed(want int) {
 	h.t.Helper()
 	got := 0
+	giveUp := time.After(failsafe)
+	for got < want {
+		select {
+		case <-h.changes:
+			got++
+		case <-giveUp:
+			h.t.Errorf("OnChange called %d times, want %d", got, want)
+			return
+		}
+	}
 	for len(h.changes) > 0 {
 		<-h.changes
 		got++
@@ -313,7 +265,7 @@ func TestRunLifecycle(t *testing.T) {
 	if diff := cmp.Diff(renew(2, 0, addrA), h.sent(), cmpNetip); diff != "" {
 		t.Errorf("at T1 (-want +got)\n%s", diff)
 	}
-	h.clock.set(t0.Add(sec(60.5)))
+	h.clock.Set(t0.Add(sec(60.5)))
 	if next := h.reply(ackOf(2, addrA)); !next.Equal(t0.Add(sec(120))) {
 		t.Errorf("after renewal the timer is at %v, want the new T1 (120s)", next.Sub(t0))
 	}
@@ -390,7 +342,7 @@ func TestRunKeepsLeaseAcrossRestart(t *testing.T) {
 	h := newHarness(t, Config{})
 	h.acquire()
 	h.stop()
-	h.clock.set(t0.Add(sec(30)))
+	h.clock.Set(t0.Add(sec(30)))
 	if a, _ := h.lease(); a != addrA {
 		t.Fatalf("Lease() after Run returned = %v, want %v", a, addrA)
 	}
@@ -399,7 +351,7 @@ func TestRunKeepsLeaseAcrossRestart(t *testing.T) {
 	h.changed(0)
 	// Run ended and the lease ran out meanwhile: Lease() says so without Run.
 	h.stop()
-	h.clock.set(t0.Add(sec(120)))
+	h.clock.Set(t0.Add(sec(120)))
 	if _, ok := h.c.Lease(); ok {
 		t.Error("Lease() after expiry: still one")
 	}

@@ -355,7 +355,9 @@ func TestKernelRelease(t *testing.T) {
 	if d, ok := l.waitLease(macA, func(_ dnsmasqLease, ok bool) bool { return !ok }); ok {
 		t.Errorf("dnsmasq still has %+v after Release", d)
 	}
-	if !strings.Contains(l.log.String(), "DHCPRELEASE(eth0) "+got.Addr.String()+" "+macA) {
+	// dnsmasq rewrites its lease file before its log line reaches our pipe.
+	released := "DHCPRELEASE(eth0) " + got.Addr.String() + " " + macA
+	if !waitFor(func() bool { return strings.Contains(l.log.String(), released) }) {
 		t.Errorf("no DHCPRELEASE for %s %s in dnsmasq's log", got.Addr, macA)
 	}
 	if err := c.Release(); err != nil {
@@ -495,7 +497,8 @@ func TestKernelNAK(t *testing.T) {
 	if !ok || got.Addr.Less(lo) || hi.Less(got.Addr) {
 		t.Errorf("after NAK: Lease() = %v, %t; want an address in %s-%s", got.Addr, ok, lo, hi)
 	}
-	if !strings.Contains(l.log.String(), "DHCPNAK(eth0) "+first.Addr.String()+" "+macA) {
+	nak := "DHCPNAK(eth0) " + first.Addr.String() + " " + macA
+	if !waitFor(func() bool { return strings.Contains(l.log.String(), nak) }) {
 		t.Errorf("no DHCPNAK for %s in dnsmasq's log", first.Addr)
 	}
 }

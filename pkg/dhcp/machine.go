@@ -77,6 +77,7 @@ type machine struct {
 	hostname  string
 	requested netip.Addr // option 50 in DISCOVERs: the last address held, else Config.RequestedIP; none after a NAK
 	maxSize   uint16     // option 57
+	broadcast bool       // BOOTP broadcast flag in every message
 	newXID    func() dhcpv4.TransactionID
 	log       *slog.Logger
 
@@ -338,6 +339,9 @@ func (m *machine) newMsg(mt dhcpv4.MessageType, now time.Time) *dhcpv4.DHCPv4 {
 		msg.NumSeconds = uint16(min(max(now.Sub(m.started)/time.Second, 0), 0xffff))
 	}
 	msg.UpdateOption(dhcpv4.OptMessageType(mt))
+	if m.broadcast {
+		msg.SetBroadcast()
+	}
 	if mt == dhcpv4.MessageTypeRelease {
 		return msg
 	}

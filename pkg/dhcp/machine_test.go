@@ -485,6 +485,25 @@ func TestMessageOptions(t *testing.T) {
 	}
 }
 
+// kube-vip.io/dhcp-broadcast: every message carries the BOOTP broadcast
+// flag; without it none does.
+func TestBroadcastFlag(t *testing.T) {
+	for _, broadcast := range []bool{false, true} {
+		m := bound120(t)
+		m.broadcast = broadcast
+		msgs := map[string]*dhcpv4.DHCPv4{
+			"discover": m.discoverMsg(t0).msg,
+			"renew":    m.renewMsg(t0.Add(sec(60))).msg,
+			"rebind":   m.rebindMsg(t0.Add(sec(100))).msg,
+		}
+		for name, msg := range msgs {
+			if got := msg.IsBroadcast(); got != broadcast {
+				t.Errorf("broadcast=%v: %s has the flag %v", broadcast, name, got)
+			}
+		}
+	}
+}
+
 func TestLeaseFromACK(t *testing.T) {
 	sent, now := t0, t0.Add(sec(0.5))
 	tests := []struct {

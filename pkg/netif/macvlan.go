@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 
 	"github.com/vishvananda/netlink"
@@ -115,6 +116,36 @@ func IsolateARP(ifname string) error {
 		if err := os.WriteFile(p, []byte(v), 0o644); err != nil {
 			return fmt.Errorf("netif: set %s: %w", p, err)
 		}
+	}
+	return nil
+}
+
+// SetRPFilter sets reverse-path filtering on ifname: 0 off, 1 strict, 2
+// loose.
+func SetRPFilter(ifname string, mode int) error {
+	if mode < 0 || mode > 2 {
+		return fmt.Errorf("netif: rp_filter %d: want 0, 1 or 2", mode)
+	}
+	p := "/proc/sys/net/ipv4/conf/" + ifname + "/rp_filter"
+	if err := os.WriteFile(p, []byte(strconv.Itoa(mode)), 0o644); err != nil {
+		return fmt.Errorf("netif: set %s: %w", p, err)
+	}
+	return nil
+}
+
+// MacvlanOrAbsent fails when a link called name exists and is not a
+// macvlan (a name a user chose must never replace a real interface).
+func MacvlanOrAbsent(h *netlink.Handle, name string) error {
+	l, err := handle(h).LinkByName(name)
+	if err != nil {
+		var nf netlink.LinkNotFoundError
+		if errors.As(err, &nf) || errors.Is(err, unix.ENODEV) {
+			return nil
+		}
+		return fmt.Errorf("netif: find %s: %w", name, err)
+	}
+	if t := l.Type(); t != "macvlan" {
+		return fmt.Errorf("netif: %s exists and is a %s, not a macvlan", name, t)
 	}
 	return nil
 }

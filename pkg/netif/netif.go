@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -66,37 +67,99 @@ func (l *Link) HardwareAddr() net.HardwareAddr {
 }
 
 // Bind adds a to the interface as a host prefix (/32 for IPv4, /128 for IPv6
-// with IFA_F_NODAD). An IPv4-mapped IPv6 address is bound as IPv4.
+// with IFA_F_NODAD), permanently. An IPv4-mapped IPv6 address is bound as
+// IPv4.
 //
 // Bind is idempotent: if a is already on the interface, with any prefix
 // length, Bind changes nothing and returns false and a nil error. It returns
-// true only when it added the address.
+// true only when it added the address. The one exception: a host prefix a
+// that BindFor gave a lifetime is made permanent again (without a gap).
 //
-// The zero Addr, an unspecified, multicast or zoned address is rejected.
+// The zero Addr, an unspecified, multicast, loopback or zoned address is
+// rejected.
 func (l *Link) Bind(a netip.Addr) (added bool, err error) {
+	return l.BindFor(a, 0)
+}
+
+// ErrNotHostPrefix is returned (wrapped) by BindFor when the address is
+// already on the interface with a shorter prefix, for example as the node's
+// own address in its subnet: BindFor never puts a lifetime on that one.
+var ErrNotHostPrefix = errors.New("address is on the interface with a shorter prefix than a host prefix")
+
+// LapseSlack bounds how late the kernel removes an address after its
+// lifetime ended. The kernel checks lifetimes from a delayed work item
+// (IPv4 check_lifetime, IPv6 addrconf_verify) that runs at least
+// ADDRCONF_TIMER_FUZZ_MAX (one second) after its previous run: a run just
+// before the end of a lifetime, caused by any other address change, puts
+// the removal up to a second late. See TestKernelLapseMeasure.
+const LapseSlack = 1500 * time.Millisecond
+
+// MaxLifetime is the longest finite lifetime BindFor accepts (the kernel
+// reads 2^32-1 seconds as forever).
+const MaxLifetime = (1<<32 - 2) * time.Second
+
+// BindFor adds a to the interface as a host prefix, as Bind does, or
+// refreshes it, with a kernel address lifetime: the kernel removes the
+// address by itself once lifetime has passed (both valid_lft and
+// preferred_lft; the kernel's own timer may act up to about a second late,
+// see doc.go). A lifetime of 0 means permanent, as Bind.
+//
+// The kernel counts lifetimes in whole seconds: lifetime is rounded down,
+// never up, so the address never outlives what the caller asked for. A
+// lifetime between 0 and 1s, a negative one or one above MaxLifetime is an
+// error.
+//
+// If the host prefix is already there, BindFor replaces its lifetime in
+// place (RTM_NEWADDR with NLM_F_REPLACE): the address is never absent, not
+// even for an instant, and the kernel sends nothing on the wire for it. It
+// returns added=false then. If a is there with a shorter prefix, a
+// permanent BindFor changes nothing (false, nil) and one with a lifetime
+// changes nothing and returns an error wrapping ErrNotHostPrefix.
+func (l *Link) BindFor(a netip.Addr, lifetime time.Duration) (added bool, err error) {
 	p, err := hostPrefix(a)
 	if err != nil {
 		return false, fmt.Errorf("netif: bind on %s: %w", l.Name(), err)
 	}
-	present, err := l.has(p.Addr())
+	secs, err := lifetimeSeconds(lifetime)
 	if err != nil {
 		return false, fmt.Errorf("netif: bind %s on %s: %w", p.Addr(), l.Name(), err)
 	}
-	if present {
+	cur, found, err := l.lookup(p.Addr())
+	if err != nil {
+		return false, fmt.Errorf("netif: bind %s on %s: %w", p.Addr(), l.Name(), err)
+	}
+	switch {
+	case found && cur.Bits() != p.Bits() && secs == 0:
+		return false, nil
+	case found && cur.Bits() != p.Bits():
+		return false, fmt.Errorf("netif: bind %s on %s for %ds: %s: %w", p.Addr(), l.Name(), secs, cur, ErrNotHostPrefix)
+	case found && secs == 0 && cur.permanent:
 		return false, nil
 	}
-	na := &netlink.Addr{IPNet: ipNet(p)}
+	na := &netlink.Addr{IPNet: ipNet(p), ValidLft: secs, PreferedLft: secs}
 	if p.Addr().Is6() {
 		na.Flags = unix.IFA_F_NODAD
 	}
-	if err := l.h.AddrAdd(l.link, na); err != nil {
-		if errors.Is(err, unix.EEXIST) {
-			// Added by someone else since l.has looked.
-			return false, nil
-		}
+	// Replace creates the address if it is missing and otherwise changes
+	// its lifetime in place; without a lifetime it makes it permanent.
+	if err := l.h.AddrReplace(l.link, na); err != nil {
 		return false, fmt.Errorf("netif: bind %s on %s: %w", p, l.Name(), err)
 	}
-	return true, nil
+	return !found, nil
+}
+
+// lifetimeSeconds converts a lifetime to the kernel's whole seconds,
+// rounding down; 0 stays 0 (permanent).
+func lifetimeSeconds(d time.Duration) (int, error) {
+	switch {
+	case d == 0:
+		return 0, nil
+	case d < time.Second:
+		return 0, fmt.Errorf("lifetime %v: want 0 (permanent) or at least 1s", d)
+	case d > MaxLifetime:
+		return 0, fmt.Errorf("lifetime %v: longer than %v", d, MaxLifetime)
+	}
+	return int(d / time.Second), nil
 }
 
 // Unbind removes the host prefix for a (/32 or /128) from the interface.
@@ -121,7 +184,8 @@ func (l *Link) Unbind(a netip.Addr) (removed bool, err error) {
 
 // Addrs returns the host-prefix (/32 and /128) addresses on the interface,
 // sorted. These are the addresses Bind adds, together with any host-prefix
-// address something else put there.
+// address something else put there, except loopback addresses (::1 on lo),
+// which are never VIPs.
 func (l *Link) Addrs() ([]netip.Addr, error) {
 	list, err := addrList(l.h, l.link)
 	if err != nil {
@@ -130,7 +194,7 @@ func (l *Link) Addrs() ([]netip.Addr, error) {
 	var out []netip.Addr
 	for _, na := range list {
 		p, ok := prefixOf(na)
-		if ok && p.Bits() == p.Addr().BitLen() {
+		if ok && p.Bits() == p.Addr().BitLen() && !p.Addr().IsLoopback() {
 			out = append(out, p.Addr())
 		}
 	}
@@ -138,18 +202,32 @@ func (l *Link) Addrs() ([]netip.Addr, error) {
 	return out, nil
 }
 
-// has reports whether a is on the interface with any prefix length.
-func (l *Link) has(a netip.Addr) (bool, error) {
+// present is one address found on the interface.
+type present struct {
+	netip.Prefix
+	permanent bool // no lifetime
+}
+
+// lookup finds a on the interface, with any prefix length.
+func (l *Link) lookup(a netip.Addr) (present, bool, error) {
 	list, err := addrList(l.h, l.link)
 	if err != nil {
-		return false, err
+		return present{}, false, err
 	}
+	var found present
+	ok := false
 	for _, na := range list {
-		if p, ok := prefixOf(na); ok && p.Addr() == a {
-			return true, nil
+		p, isIP := prefixOf(na)
+		if !isIP || p.Addr() != a {
+			continue
+		}
+		// The same address with a shorter prefix (the node's own) wins
+		// over a host prefix: it is the one that will not lapse.
+		if !ok || p.Bits() < found.Bits() {
+			found, ok = present{Prefix: p, permanent: na.Flags&unix.IFA_F_PERMANENT != 0}, true
 		}
 	}
-	return false, nil
+	return found, ok, nil
 }
 
 // InterfaceFor returns the name of the interface a belongs on: the interface
@@ -215,6 +293,8 @@ func hostPrefix(a netip.Addr) (netip.Prefix, error) {
 		return netip.Prefix{}, fmt.Errorf("unspecified address %s", a)
 	case a.IsMulticast():
 		return netip.Prefix{}, fmt.Errorf("multicast address %s", a)
+	case a.IsLoopback():
+		return netip.Prefix{}, fmt.Errorf("loopback address %s", a)
 	case a.Zone() != "":
 		return netip.Prefix{}, fmt.Errorf("zoned address %s", a)
 	}

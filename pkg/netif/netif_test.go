@@ -26,6 +26,8 @@ func TestHostPrefix(t *testing.T) {
 		{name: "mapped unspecified", in: netip.MustParseAddr("::ffff:0.0.0.0"), wantErr: true},
 		{name: "multicast v4", in: netip.MustParseAddr("224.0.0.18"), wantErr: true},
 		{name: "multicast v6", in: netip.MustParseAddr("ff02::1"), wantErr: true},
+		{name: "loopback v4", in: netip.MustParseAddr("127.0.0.5"), wantErr: true},
+		{name: "loopback v6", in: netip.IPv6Loopback(), wantErr: true},
 		{name: "zoned", in: netip.MustParseAddr("fe80::1%eth0"), wantErr: true},
 	}
 	for _, tt := range tests {

@@ -10,10 +10,13 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/huin/goupnp/dcps/internetgateway2"
 	"golang.org/x/net/ipv4"
+
+	"github.com/vigil-lb/vigil/internal/clock"
 )
 
 const (
@@ -41,6 +44,8 @@ type Discoverer struct {
 	// and return its error. Tests use it to create the sockets inside a
 	// network namespace.
 	OpenSocket func(open func() error) error
+	// Clock times the repeated searches. Default clock.Real{}.
+	Clock clock.Clock
 }
 
 // Discover is Discoverer{}.Discover.
@@ -64,56 +69,100 @@ func (d Discoverer) Discover(ctx context.Context, local netip.Addr) (*Gateway, e
 	if err != nil {
 		return nil, fmt.Errorf("upnp: SSDP socket on %s: %w", local, err)
 	}
-	defer pc.Close()
-	// Wake a blocked read as soon as ctx ends.
-	stop := context.AfterFunc(ctx, func() { _ = pc.SetReadDeadline(time.Unix(1, 0)) })
-	defer stop()
+	clk := d.Clock
+	if clk == nil {
+		clk = clock.Real{}
+	}
+	s := searcher{clock: clk, pc: pc, local: local, hc: httpClient(local, d.open)}
+	return s.run(ctx)
+}
 
-	hc := httpClient(local, d.open)
-	dst := net.UDPAddrFromAddrPort(netip.AddrPortFrom(netip.MustParseAddr(ssdpGroup), ssdpPort))
+// searcher is one SSDP search on an open socket.
+type searcher struct {
+	clock clock.Clock
+	pc    net.PacketConn // closed by run
+	local netip.Addr
+	hc    *http.Client
+}
+
+// run sends the searches, now and every searchInterval, and tries each
+// gateway that answers until one is usable or ctx ends. It closes the
+// socket.
+func (s searcher) run(ctx context.Context) (*Gateway, error) {
+	locations, readErr, stop := s.read()
+	defer stop()
+	t := s.clock.NewTimer()
+	defer t.Stop()
+	t.Reset(s.clock.Now())
 	tried := map[string]bool{}
 	var failed []error
-	buf := make([]byte, 2048)
-	var nextSearch time.Time
 	for {
-		if now := time.Now(); !now.Before(nextSearch) {
-			for _, st := range searchTargets() {
-				if _, err := pc.WriteTo(searchRequest(st), dst); err != nil {
-					return nil, fmt.Errorf("upnp: SSDP search from %s: %w", local, err)
-				}
+		select {
+		case <-ctx.Done():
+			return nil, noGateway(s.local, ctx.Err(), failed)
+		case err := <-readErr:
+			return nil, fmt.Errorf("upnp: SSDP search from %s: %w", s.local, err)
+		case <-t.C():
+			if err := s.search(); err != nil {
+				return nil, err
 			}
-			nextSearch = now.Add(searchInterval)
-		}
-		deadline := nextSearch
-		if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
-			deadline = dl
-		}
-		_ = pc.SetReadDeadline(deadline)
-		if err := ctx.Err(); err != nil {
-			return nil, noGateway(local, err, failed)
-		}
-		n, _, err := pc.ReadFrom(buf)
-		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				if err := ctx.Err(); err != nil {
-					return nil, noGateway(local, err, failed)
-				}
+			t.Reset(s.clock.Now().Add(searchInterval))
+		case loc := <-locations:
+			if tried[loc] {
 				continue
 			}
-			return nil, fmt.Errorf("upnp: SSDP search from %s: %w", local, err)
+			tried[loc] = true
+			g, err := newGateway(ctx, s.hc, loc, s.local)
+			if err != nil {
+				failed = append(failed, err)
+				continue
+			}
+			return g, nil
 		}
-		loc, ok := parseSearchResponse(buf[:n])
-		if !ok || tried[loc] {
-			continue
+	}
+}
+
+func (s searcher) search() error {
+	dst := net.UDPAddrFromAddrPort(netip.AddrPortFrom(netip.MustParseAddr(ssdpGroup), ssdpPort))
+	for _, st := range searchTargets() {
+		if _, err := s.pc.WriteTo(searchRequest(st), dst); err != nil {
+			return fmt.Errorf("upnp: SSDP search from %s: %w", s.local, err)
 		}
-		tried[loc] = true
-		g, err := newGateway(ctx, hc, loc, local)
-		if err != nil {
-			failed = append(failed, err)
-			continue
+	}
+	return nil
+}
+
+// read starts the goroutine that reads the socket and passes on the
+// LOCATION of every search response, or the read error that ended it.
+// stop closes the socket and waits for the goroutine to end.
+func (s searcher) read() (locations <-chan string, readErr <-chan error, stop func()) {
+	locs := make(chan string)
+	errc := make(chan error, 1)
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		buf := make([]byte, 2048)
+		for {
+			n, _, err := s.pc.ReadFrom(buf)
+			if err != nil {
+				errc <- err
+				return
+			}
+			loc, ok := parseSearchResponse(buf[:n])
+			if !ok {
+				continue
+			}
+			select {
+			case locs <- loc:
+			case <-done:
+				return
+			}
 		}
-		return g, nil
+	})
+	return locs, errc, func() {
+		close(done)
+		s.pc.Close()
+		wg.Wait()
 	}
 }
 

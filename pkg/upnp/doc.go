@@ -11,14 +11,21 @@
 // reserved (a router behind another NAT still forwards).
 //
 // A Manager keeps, per key (a Service), a desired set of mappings alive:
-// Set records what is wanted and never blocks; Run, one goroutine, does all
+// Set records what is wanted and never blocks; Run, one goroutine, does the
 // network I/O: it discovers the gateway (cached per local address, again
 // after a transport error), adds the mappings, renews them at half their
 // lease, deletes those no longer wanted (the old ones first when a key's
 // local address changes), retries failures with backoff, and reports what
 // is in place, the gateway's external address and the last error through
-// State and the OnChange callback. When Run's context ends it deletes every
-// mapping it made.
+// State and the OnChange callback. Refreshes and retries are timed by an
+// internal/clock Clock.
+//
+// When Run's context ends it deletes nothing: a mapping's internal client
+// is the VIP, so when the VIP moves to another node the mapping stays
+// valid, and the new holder, sending from the VIP, renews it (hand-over).
+// To delete a key's mappings for good, Drain does it on the caller's
+// goroutine, bounded by its context, whether Run runs or not; it must be
+// called while the VIP is still up.
 //
 // Deleting a mapping needs the local address it was made from: a gateway in
 // secure mode accepts a delete only from the mapping's own client. A

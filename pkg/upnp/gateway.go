@@ -261,19 +261,28 @@ func newGateway(ctx context.Context, hc *http.Client, location string, local net
 		}
 	}
 	root.SetURLBase(base)
-
-	g := &Gateway{location: location, local: local}
-	if cs, _ := internetgateway2.NewWANIPConnection2ClientsFromRootDevice(root, loc); len(cs) > 0 {
-		cs[0].SOAPClient.HTTPClient = *hc
-		g.service, g.conn = internetgateway2.URN_WANIPConnection_2, cs[0]
-	} else if cs, _ := internetgateway2.NewWANIPConnection1ClientsFromRootDevice(root, loc); len(cs) > 0 {
-		cs[0].SOAPClient.HTTPClient = *hc
-		g.service, g.conn = internetgateway2.URN_WANIPConnection_1, cs[0]
-	} else if cs, _ := internetgateway2.NewWANPPPConnection1ClientsFromRootDevice(root, loc); len(cs) > 0 {
-		cs[0].SOAPClient.HTTPClient = *hc
-		g.service, g.conn = internetgateway2.URN_WANPPPConnection_1, cs[0]
-	} else {
+	service, conn, ok := wanService(root, loc, hc)
+	if !ok {
 		return nil, fmt.Errorf("upnp: %s (%s) has no WANIPConnection or WANPPPConnection service", location, root.Device.FriendlyName)
 	}
-	return g, nil
+	return &Gateway{location: location, local: local, service: service, conn: conn}, nil
+}
+
+// wanService picks the device's WAN connection service, best first:
+// WANIPConnection:2, WANIPConnection:1, WANPPPConnection:1. Its SOAP
+// requests go through hc.
+func wanService(root *goupnp.RootDevice, loc *url.URL, hc *http.Client) (string, wanConn, bool) {
+	if cs, _ := internetgateway2.NewWANIPConnection2ClientsFromRootDevice(root, loc); len(cs) > 0 {
+		cs[0].SOAPClient.HTTPClient = *hc
+		return internetgateway2.URN_WANIPConnection_2, cs[0], true
+	}
+	if cs, _ := internetgateway2.NewWANIPConnection1ClientsFromRootDevice(root, loc); len(cs) > 0 {
+		cs[0].SOAPClient.HTTPClient = *hc
+		return internetgateway2.URN_WANIPConnection_1, cs[0], true
+	}
+	if cs, _ := internetgateway2.NewWANPPPConnection1ClientsFromRootDevice(root, loc); len(cs) > 0 {
+		cs[0].SOAPClient.HTTPClient = *hc
+		return internetgateway2.URN_WANPPPConnection_1, cs[0], true
+	}
+	return "", nil, false
 }

@@ -41,6 +41,12 @@ type labNet struct {
 // and the VIP on the node's eth0.
 func newLab(t *testing.T) *labNet {
 	t.Helper()
+	return newLabNodes(t, 1)
+}
+
+// newLabNodes is newLab with nodes nodes; the VIP is on the first.
+func newLabNodes(t *testing.T, nodes int) *labNet {
+	t.Helper()
 	if why := lab.Missing(); why != "" {
 		if os.Getenv("VIGIL_E2E_REQUIRED") == "1" {
 			t.Fatal(why)
@@ -49,7 +55,7 @@ func newLab(t *testing.T) *labNet {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	n, err := lab.NewNetwork(ctx, t.TempDir(), lab.Options{Nodes: 1})
+	n, err := lab.NewNetwork(ctx, t.TempDir(), lab.Options{Nodes: nodes})
 	if err != nil {
 		t.Fatalf("lab network: %v", err)
 	}
@@ -67,9 +73,12 @@ func newLab(t *testing.T) *labNet {
 	if _, err := n.Exec(ctx, node, "ip", "addr", "add", labVIP.String()+"/32", "dev", "eth0"); err != nil {
 		t.Fatalf("add VIP: %v", err)
 	}
-	return &labNet{Network: n, node: node, in: upnp.Discoverer{OpenSocket: func(open func() error) error {
-		return netnstest.InNS(node.NS, open)
-	}}}
+	return &labNet{Network: n, node: node, in: inNS(node)}
+}
+
+// inNS is a Discoverer whose sockets are made in h's namespace.
+func inNS(h *lab.Host) upnp.Discoverer {
+	return upnp.Discoverer{OpenSocket: func(open func() error) error { return netnstest.InNS(h.NS, open) }}
 }
 
 func (l *labNet) discover(t *testing.T, ctx context.Context, local netip.Addr) *upnp.Gateway {
@@ -288,22 +297,33 @@ func TestLabDiscoverNoGateway(t *testing.T) {
 	t.Logf("no gateway: %v", err)
 }
 
-// The Manager against miniupnpd: Set maps, Set(nil) unmaps, and the end of
-// Run deletes what is left.
-func TestLabManager(t *testing.T) {
-	l := newLab(t)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if _, err := l.Serve(l.node, 8080); err != nil {
-		t.Fatal(err)
-	}
-	changed := make(chan string, 16)
-	m := upnp.NewManager(upnp.Config{
-		OnChange: func(key string) { changed <- key },
+// labManager is a Manager whose sockets are made in a node's namespace,
+// running until end.
+type labManager struct {
+	t       *testing.T
+	m       *upnp.Manager
+	changed chan struct{} // coalesced OnChange
+	stop    context.CancelFunc
+	done    chan error
+	once    sync.Once
+	err     error
+}
+
+func startLabManager(t *testing.T, ctx context.Context, h *lab.Host) *labManager {
+	t.Helper()
+	d := inNS(h)
+	lm := &labManager{t: t, changed: make(chan struct{}, 1), done: make(chan error, 1)}
+	lm.m = upnp.NewManager(upnp.Config{
+		OnChange: func(string) {
+			select {
+			case lm.changed <- struct{}{}:
+			default:
+			}
+		},
 		Discover: func(ctx context.Context, local netip.Addr) (upnp.Client, error) {
 			ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 			defer cancel()
-			g, err := l.in.Discover(ctx, local)
+			g, err := d.Discover(ctx, local)
 			if err != nil {
 				return nil, err
 			}
@@ -311,34 +331,59 @@ func TestLabManager(t *testing.T) {
 		},
 	})
 	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- m.Run(runCtx) }()
-	defer func() {
-		stop()
-		<-done
-	}()
+	lm.stop = stop
+	go func() { lm.done <- lm.m.Run(runCtx) }()
+	t.Cleanup(func() { _ = lm.end() })
+	return lm
+}
 
-	const key = "default/web"
-	waitState := func(what string, ok func(upnp.State) bool) upnp.State {
-		t.Helper()
-		for {
-			select {
-			case <-changed:
-				if s := m.State(key); ok(s) {
-					return s
-				}
-			case <-ctx.Done():
-				t.Fatalf("%s: State = %+v", what, m.State(key))
-			}
+// end ends Run and returns what it returned.
+func (lm *labManager) end() error {
+	lm.once.Do(func() {
+		lm.stop()
+		lm.err = <-lm.done
+	})
+	return lm.err
+}
+
+// waitState waits until key's State satisfies ok.
+func (lm *labManager) waitState(ctx context.Context, key, what string, ok func(upnp.State) bool) upnp.State {
+	lm.t.Helper()
+	for {
+		if s := lm.m.State(key); ok(s) {
+			return s
+		}
+		select {
+		case <-lm.changed:
+		case <-ctx.Done():
+			lm.t.Fatalf("%s: State = %+v", what, lm.m.State(key))
 		}
 	}
+}
+
+func mapped(n int) func(upnp.State) bool {
+	return func(s upnp.State) bool { return len(s.Mapped) == n || s.Err != nil }
+}
+
+// The Manager against miniupnpd: Set maps, Set(nil) unmaps, the end of Run
+// leaves what is mapped in place, and Drain after Run ended deletes it.
+func TestLabManager(t *testing.T) {
+	l := newLab(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := l.Serve(l.node, 8080); err != nil {
+		t.Fatal(err)
+	}
+	lm := startLabManager(t, ctx, l.node)
+
+	const key = "default/web"
 	want := []upnp.Mapping{
 		{Protocol: "TCP", ExternalPort: 8080, Internal: netip.AddrPortFrom(labVIP, 8080), Description: "vigil default/web", Lease: time.Hour},
 		{Protocol: "UDP", ExternalPort: 8080, Internal: netip.AddrPortFrom(labVIP, 8080), Description: "vigil default/web", Lease: time.Hour},
 	}
 	start := time.Now()
-	m.Set(key, labVIP, want)
-	s := waitState("after Set", func(s upnp.State) bool { return len(s.Mapped) == 2 || s.Err != nil })
+	lm.m.Set(key, labVIP, want)
+	s := lm.waitState(ctx, key, "after Set", mapped(2))
 	t.Logf("Set to mapped: %v", time.Since(start).Round(time.Millisecond))
 	if diff := diff(upnp.State{External: labExt, Mapped: want}, s); diff != "" {
 		t.Errorf("State (-want +got):\n%s", diff)
@@ -347,32 +392,112 @@ func TestLabManager(t *testing.T) {
 		{Proto: "TCP", ExternalPort: 8080, Internal: netip.AddrPortFrom(labVIP, 8080), Description: "vigil default/web"},
 		{Proto: "UDP", ExternalPort: 8080, Internal: netip.AddrPortFrom(labVIP, 8080), Description: "vigil default/web"},
 	}
-	if diff := diff(wantLab, l.mappings(t, ctx)); diff != "" {
-		t.Errorf("gateway mappings (-want +got):\n%s", diff)
-	}
-	if got, err := l.DialFromWAN(ctx, labExt, 8080); err != nil || got != l.node.Name {
-		t.Errorf("WAN to %s:8080 = %q, %v; want %s", labExt, got, err, l.node.Name)
-	}
+	l.wantForwarded(t, ctx, "after Set", wantLab, l.node)
 
 	start = time.Now()
-	m.Set(key, labVIP, nil)
-	waitState("after Set(nil)", func(s upnp.State) bool { return len(s.Mapped) == 0 })
+	lm.m.Set(key, labVIP, nil)
+	lm.waitState(ctx, key, "after Set(nil)", mapped(0))
 	t.Logf("Set(nil) to unmapped: %v", time.Since(start).Round(time.Millisecond))
 	if ms := l.mappings(t, ctx); len(ms) != 0 {
 		t.Errorf("gateway mappings after Set(nil) = %+v, want none", ms)
 	}
 
-	m.Set(key, labVIP, want[:1])
-	waitState("after the second Set", func(s upnp.State) bool { return len(s.Mapped) == 1 })
-	if ms := l.mappings(t, ctx); len(ms) != 1 {
-		t.Errorf("gateway mappings = %+v, want one", ms)
-	}
-	stop()
-	if err := <-done; err != nil {
+	lm.m.Set(key, labVIP, want[:1])
+	lm.waitState(ctx, key, "after the second Set", mapped(1))
+	if err := lm.end(); err != nil {
 		t.Errorf("Run: %v", err)
 	}
-	done <- nil // for the deferred stop
-	if ms := l.mappings(t, ctx); len(ms) != 0 {
-		t.Errorf("gateway mappings after Run ended = %+v, want none", ms)
+	l.wantForwarded(t, ctx, "after Run ended", wantLab[:1], l.node)
+	start = time.Now()
+	if err := lm.m.Drain(ctx, key); err != nil {
+		t.Errorf("Drain after Run ended: %v", err)
+	}
+	t.Logf("Drain after Run ended: %v", time.Since(start).Round(time.Millisecond))
+	l.wantForwarded(t, ctx, "after Drain", nil, nil)
+}
+
+// wantForwarded checks the gateway's mappings and that the WAN host reaches
+// port 8080 of to through the gateway's external address (to nil: reaches
+// nothing).
+func (l *labNet) wantForwarded(t *testing.T, ctx context.Context, when string, want []lab.Mapping, to *lab.Host) {
+	t.Helper()
+	if diff := diff(want, l.mappings(t, ctx)); diff != "" {
+		t.Errorf("gateway mappings %s (-want +got):\n%s", when, diff)
+	}
+	got, err := l.DialFromWAN(ctx, labExt, 8080)
+	switch {
+	case to == nil && err == nil:
+		t.Errorf("WAN to %s:8080 %s reaches %q, want nothing", labExt, when, got)
+	case to != nil && (err != nil || got != to.Name):
+		t.Errorf("WAN to %s:8080 %s = %q, %v; want %s", labExt, when, got, err, to.Name)
+	}
+}
+
+// moveVIP moves the VIP from one node to another, and makes the gateway
+// forget where it was.
+func (l *labNet) moveVIP(t *testing.T, ctx context.Context, from, to *lab.Host) {
+	t.Helper()
+	for _, cmd := range []struct {
+		h    *lab.Host
+		argv []string
+	}{
+		{from, []string{"ip", "addr", "del", labVIP.String() + "/32", "dev", "eth0"}},
+		{to, []string{"ip", "addr", "add", labVIP.String() + "/32", "dev", "eth0"}},
+		{l.Gateway, []string{"ip", "neigh", "flush", "to", labVIP.String()}},
+	} {
+		if out, err := l.Exec(ctx, cmd.h, cmd.argv...); err != nil {
+			t.Fatalf("%s: %v: %v\n%s", cmd.h.Name, cmd.argv, err, out)
+		}
+	}
+}
+
+// Hand-over (bug 4 of issue 8): the holder of a VIP stops (its Manager's
+// Run ends) and the mapping stays on the gateway in secure mode; the VIP
+// moves to the next node, whose Manager renews the mapping from the VIP and
+// serves it; the last holder's Drain, with the VIP still up, deletes it.
+func TestLabHandOver(t *testing.T) {
+	l := newLabNodes(t, 2)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	first, next := l.Nodes[0], l.Nodes[1]
+	for _, h := range l.Nodes {
+		if _, err := l.Serve(h, 8080); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const key = "default/web"
+	want := []upnp.Mapping{{Protocol: "TCP", ExternalPort: 8080, Internal: netip.AddrPortFrom(labVIP, 8080), Description: "vigil default/web", Lease: time.Hour}}
+	wantLab := []lab.Mapping{{Proto: "TCP", ExternalPort: 8080, Internal: netip.AddrPortFrom(labVIP, 8080), Description: "vigil default/web"}}
+
+	a := startLabManager(t, ctx, first)
+	a.m.Set(key, labVIP, want)
+	if s := a.waitState(ctx, key, "first holder", mapped(1)); s.Err != nil {
+		t.Fatalf("first holder: %v", s.Err)
+	}
+	l.wantForwarded(t, ctx, "with the first holder", wantLab, first)
+	if err := a.end(); err != nil {
+		t.Errorf("first holder's Run: %v", err)
+	}
+	l.wantForwarded(t, ctx, "after the first holder stopped", wantLab, first)
+
+	l.moveVIP(t, ctx, first, next)
+	b := startLabManager(t, ctx, next)
+	start := time.Now()
+	b.m.Set(key, labVIP, want)
+	s := b.waitState(ctx, key, "next holder", mapped(1))
+	t.Logf("next holder renewed the mapping in %v", time.Since(start).Round(time.Millisecond))
+	if diff := diff(upnp.State{External: labExt, Mapped: want}, s); diff != "" {
+		t.Errorf("next holder's State (-want +got):\n%s", diff)
+	}
+	l.wantForwarded(t, ctx, "with the next holder", wantLab, next)
+
+	start = time.Now()
+	if err := b.m.Drain(ctx, key); err != nil {
+		t.Fatalf("Drain by the last holder: %v", err)
+	}
+	t.Logf("Drain with Run running: %v", time.Since(start).Round(time.Millisecond))
+	l.wantForwarded(t, ctx, "after Drain", nil, nil)
+	if diff := diff(upnp.State{}, b.m.State(key)); diff != "" {
+		t.Errorf("State after Drain (-want +got):\n%s", diff)
 	}
 }

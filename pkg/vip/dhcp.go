@@ -9,6 +9,8 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"sync"
+	"time"
 
 	"github.com/vigil-lb/vigil/pkg/netif"
 )
@@ -25,23 +27,86 @@ type DHCPClient interface {
 	Close() error
 }
 
-// NewDHCPClient opens a DHCP client on iface. onChange must only enqueue.
-type NewDHCPClient func(iface, hostname string, requested netip.Addr, onChange func()) (DHCPClient, error)
+// DHCPClientConfig is what a DHCP client is opened with.
+type DHCPClientConfig struct {
+	Interface string // the macvlan
+	Hostname  string
+	Requested netip.Addr
+	Broadcast bool   // BOOTP broadcast flag
+	OnChange  func() // must only enqueue
+}
+
+// NewDHCPClient opens a DHCP client.
+type NewDHCPClient func(DHCPClientConfig) (DHCPClient, error)
 
 // DHCPParams describe the address one Service gets from DHCP.
 type DHCPParams struct {
 	MAC         net.HardwareAddr // the macvlan's MAC: stable per Service, so it gets the same lease
 	Hostname    string           // option 12
 	RequestedIP netip.Addr       // the address it had (option 50)
+	// Until bounds the leased address's kernel lifetime as Up's until
+	// does: zero binds it permanently; otherwise EnsureDHCP must be called
+	// again with a later Until to keep it, and fails with ErrTooLate (the
+	// address withdrawn) when Until is too close.
+	Until time.Time
+	// Broadcast sets the BOOTP broadcast flag (kube-vip.io/dhcp-broadcast).
+	Broadcast bool
+	// RPFilter, when not nil, is written to the macvlan's rp_filter (0-2;
+	// kube-vip.io/rp_filter).
+	RPFilter *int
+	// Macvlan names the macvlan (kube-vip.io/macvlanName) instead of
+	// vglm<hash>: Services naming the same one share it, its DHCP client
+	// and its address (the first Service's MAC and settings).
+	Macvlan string
+}
+
+// setup is what a session was started with; another one starts it over.
+func (p DHCPParams) setup() string {
+	rp := -1
+	if p.RPFilter != nil {
+		rp = *p.RPFilter
+	}
+	return fmt.Sprintf("%s broadcast=%t rp_filter=%d", p.MAC, p.Broadcast, rp)
 }
 
 type dhcpSession struct {
 	link   string
-	mac    string
+	named  bool   // Macvlan given: journaled, as Recover cannot know it
+	users  *users // the Services on it
+	setup  string // DHCPParams.setup()
 	client DHCPClient
 	cancel context.CancelFunc
 	done   chan struct{}
 	addr   netip.Addr // bound on link
+}
+
+// users are the Services sharing a session; read by the client's
+// goroutine (OnChange), so it has its own lock.
+type users struct {
+	mu   sync.Mutex
+	keys map[string]bool
+}
+
+func (u *users) set(key string, on bool) int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if on {
+		u.keys[key] = true
+	} else {
+		delete(u.keys, key)
+	}
+	return len(u.keys)
+}
+
+func (u *users) list() []string {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	out := make([]string, 0, len(u.keys))
+	for k := range u.keys {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
 }
 
 // MacvlanName is the macvlan used for key's DHCP address.
@@ -58,25 +123,12 @@ func MacvlanName(key string) string {
 func (m *Manager) EnsureDHCP(key string, p DHCPParams) (netip.Addr, bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.ctx == nil {
-		return netip.Addr{}, false, errors.New("vip: manager not running")
-	}
 	if m.cfg.NewDHCP == nil {
 		return netip.Addr{}, false, errors.New("vip: no DHCP client configured")
 	}
-	s, ok := m.dhcp[key]
-	if ok && s.mac != p.MAC.String() {
-		// The Service's MAC changed (kube-vip.io/hwaddr edited): start over.
-		if err := m.stopDHCPLocked(key, s); err != nil {
-			return netip.Addr{}, false, err
-		}
-		ok = false
-	}
-	if !ok {
-		var err error
-		if s, err = m.startDHCP(key, p); err != nil {
-			return netip.Addr{}, false, err
-		}
+	s, err := m.session(key, p)
+	if err != nil {
+		return netip.Addr{}, false, err
 	}
 	addr, leased := s.client.Addr()
 	if s.addr.IsValid() && (!leased || addr != s.addr) {
@@ -88,41 +140,66 @@ func (m *Manager) EnsureDHCP(key string, p DHCPParams) (netip.Addr, bool, error)
 	if !leased {
 		return netip.Addr{}, false, nil
 	}
-	if err := m.upOn(s.link, addr); err != nil {
+	if err := m.upOn(s.link, addr, p.Until); err != nil {
 		return netip.Addr{}, false, err
 	}
 	s.addr = addr
 	return addr, true, nil
 }
 
-func (m *Manager) startDHCP(key string, p DHCPParams) (*dhcpSession, error) {
-	parent := m.cfg.Interface
-	if parent == "" {
-		var err error
-		if parent, err = netif.DefaultRouteInterface(nil); err != nil {
-			return nil, fmt.Errorf("vip: DHCP macvlan parent: %w", err)
+// session returns key's DHCP session: its own, or the one on the macvlan
+// it names; one that no longer fits (another macvlan, or its own with
+// other settings) is stopped first. mu must be held.
+func (m *Manager) session(key string, p DHCPParams) (*dhcpSession, error) {
+	link := p.Macvlan
+	if link == "" {
+		link = MacvlanName(key)
+	}
+	s, ok := m.dhcp[key]
+	if ok && (s.link != link || (s.setup != p.setup() && len(s.users.list()) == 1)) {
+		if err := m.stopDHCPLocked(key, s); err != nil {
+			return nil, err
+		}
+		ok = false
+	}
+	if ok {
+		return s, nil
+	}
+	for _, o := range m.dhcp {
+		if o.link == link {
+			o.users.set(key, true)
+			m.dhcp[key] = o
+			return o, nil
 		}
 	}
-	name := MacvlanName(key)
-	if _, err := netif.AddMacvlan(nil, parent, name, p.MAC); err != nil {
+	return m.startDHCP(key, link, p)
+}
+
+func (m *Manager) startDHCP(key, name string, p DHCPParams) (*dhcpSession, error) {
+	if err := m.addMacvlan(name, p); err != nil {
 		return nil, err
 	}
-	// Only the macvlan may answer ARP for its address, not the parent.
-	if err := netif.IsolateARP(parent); err != nil {
-		m.log.Warn("cannot isolate ARP on the macvlan parent", "interface", parent, "err", err)
-	}
-	client, err := m.cfg.NewDHCP(name, p.Hostname, p.RequestedIP, func() {
-		if m.cfg.OnDHCPChange != nil {
-			m.cfg.OnDHCPChange(key)
-		}
+	u := &users{keys: map[string]bool{key: true}}
+	client, err := m.cfg.NewDHCP(DHCPClientConfig{
+		Interface: name, Hostname: p.Hostname, Requested: p.RequestedIP, Broadcast: p.Broadcast,
+		OnChange: func() {
+			for _, k := range u.list() {
+				if m.cfg.OnDHCPChange != nil {
+					m.cfg.OnDHCPChange(k)
+				}
+			}
+		},
 	})
 	if err != nil {
 		_, _ = netif.DeleteLink(nil, name)
 		return nil, fmt.Errorf("vip: DHCP client on %s: %w", name, err)
 	}
 	ctx, cancel := context.WithCancel(m.ctx)
-	s := &dhcpSession{link: name, mac: p.MAC.String(), client: client, cancel: cancel, done: make(chan struct{})}
+	s := &dhcpSession{link: name, named: p.Macvlan != "", users: u, setup: p.setup(), client: client, cancel: cancel, done: make(chan struct{})}
 	m.dhcp[key] = s
+	if s.named {
+		m.journalLinks()
+	}
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
@@ -133,6 +210,37 @@ func (m *Manager) startDHCP(key string, p DHCPParams) (*dhcpSession, error) {
 	}()
 	m.log.Info("DHCP client started", "service", key, "interface", name, "mac", p.MAC.String())
 	return s, nil
+}
+
+// addMacvlan makes the DHCP macvlan name on the service interface (else
+// the default-route interface), with p's MAC and rp_filter; only the
+// macvlan answers ARP for its address. A name a Service gave must not be
+// an existing link of another kind.
+func (m *Manager) addMacvlan(name string, p DHCPParams) error {
+	parent := m.cfg.Interface
+	if parent == "" {
+		var err error
+		if parent, err = netif.DefaultRouteInterface(nil); err != nil {
+			return fmt.Errorf("vip: DHCP macvlan parent: %w", err)
+		}
+	}
+	if p.Macvlan != "" {
+		if err := netif.MacvlanOrAbsent(nil, name); err != nil {
+			return fmt.Errorf("vip: kube-vip.io/macvlanName: %w", err)
+		}
+	}
+	if _, err := netif.AddMacvlan(nil, parent, name, p.MAC); err != nil {
+		return err
+	}
+	if err := netif.IsolateARP(parent); err != nil {
+		m.log.Warn("cannot isolate ARP on the macvlan parent", "interface", parent, "err", err)
+	}
+	if p.RPFilter != nil {
+		if err := netif.SetRPFilter(name, *p.RPFilter); err != nil {
+			m.log.Warn("cannot set rp_filter on the macvlan", "interface", name, "err", err)
+		}
+	}
+	return nil
 }
 
 // StopDHCP withdraws key's DHCP address, releases the lease (DHCPRELEASE),
@@ -148,6 +256,10 @@ func (m *Manager) StopDHCP(key string) error {
 }
 
 func (m *Manager) stopDHCPLocked(key string, s *dhcpSession) error {
+	delete(m.dhcp, key)
+	if s.users.set(key, false) > 0 {
+		return nil // other Services still use it
+	}
 	var errs []error
 	if s.addr.IsValid() {
 		errs = append(errs, m.downLocked(s.addr))
@@ -169,7 +281,9 @@ func (m *Manager) stopDHCPLocked(key string, s *dhcpSession) error {
 	if _, err := netif.DeleteLink(nil, s.link); err != nil {
 		errs = append(errs, err)
 	}
-	delete(m.dhcp, key)
+	if s.named {
+		m.journalLinks()
+	}
 	return errors.Join(errs...)
 }
 
@@ -200,4 +314,39 @@ func (m *Manager) removeStaleMacvlans() error {
 		m.log.Info("removed macvlan left by a previous run", "interface", n)
 	}
 	return errors.Join(errs...)
+}
+
+// namedLinks lists the macvlans named by Services (kube-vip.io/macvlanName)
+// this manager made; mu must be held.
+func (m *Manager) namedLinks() []string {
+	var out []string
+	for _, s := range m.dhcp {
+		if s.named && !slices.Contains(out, s.link) {
+			out = append(out, s.link)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// journalLinks rewrites the journal with the named macvlans; mu must be
+// held.
+func (m *Manager) journalLinks() {
+	if err := m.writeJournalLocked(); err != nil {
+		m.log.Warn("cannot write VIP journal", "err", err)
+	}
+}
+
+// removeNamedMacvlan deletes a Service-named macvlan a previous run left
+// (only if it still is a macvlan).
+func (m *Manager) removeNamedMacvlan(name string) error {
+	if err := netif.MacvlanOrAbsent(nil, name); err != nil {
+		m.log.Warn("not removing journaled macvlan", "interface", name, "err", err)
+		return nil
+	}
+	deleted, err := netif.DeleteLink(nil, name)
+	if deleted {
+		m.log.Info("removed macvlan left by a previous run", "interface", name)
+	}
+	return err
 }

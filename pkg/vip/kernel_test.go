@@ -83,7 +83,6 @@ func start(t *testing.T, m *vip.Manager) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- m.Run(ctx) }()
-	<-m.Ready()
 	var once sync.Once
 	stop = func() {
 		once.Do(func() {
@@ -127,7 +126,7 @@ func TestKernelUpDownRecover(t *testing.T) {
 			// Up binds, journals and announces at once; again is a no-op.
 			if err := netnstest.InNS(ns, func() error {
 				for _, a := range []netip.Addr{v6, v4, v4} {
-					if err := m.Up(a); err != nil {
+					if err := m.Up(a, time.Time{}); err != nil {
 						return err
 					}
 				}
@@ -259,7 +258,7 @@ func TestKernelJournalDirCreated(t *testing.T) {
 	m := vip.New(vip.Config{Interface: "eth0", Journal: journal, Announce: announce.Options{Burst: -1, Refresh: time.Hour}}, logTo(&bytes.Buffer{}))
 	start(t, m)
 	a := netip.MustParseAddr("198.18.0.10")
-	if err := netnstest.InNS(ns, func() error { return m.Up(a) }); err != nil {
+	if err := netnstest.InNS(ns, func() error { return m.Up(a, time.Time{}) }); err != nil {
 		t.Fatal(err)
 	}
 	if diff := cmp.Diff([]entry{{"eth0", a}}, readJournal(t, journal), cmpAddr); diff != "" {
@@ -270,6 +269,29 @@ func TestKernelJournalDirCreated(t *testing.T) {
 	}
 	if _, err := os.Stat(journal + ".tmp"); !os.IsNotExist(err) {
 		t.Errorf("temporary journal left behind: stat = %v", err)
+	}
+}
+
+// Issue 8 lifecycle: Up works before Run is called (it used to fail with
+// "not running"); Run then owns the announcer and stops it with its ctx.
+func TestKernelUpBeforeRun(t *testing.T) {
+	ns, h := fixture(t)
+	sent := &sentLog{}
+	m := vip.New(vip.Config{Interface: "eth0", Announce: announce.Options{Burst: -1, Refresh: time.Hour, OnSent: sent.onSent}}, logTo(&bytes.Buffer{}))
+	a := netip.MustParseAddr("198.18.0.10")
+	if err := netnstest.InNS(ns, func() error { return m.Up(a, time.Time{}) }); err != nil {
+		t.Fatalf("Up before Run: %v", err)
+	}
+	if diff := cmp.Diff([]netip.Addr{a}, hostAddrs(t, h), cmpAddr); diff != "" {
+		t.Errorf("addresses on eth0 (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]netip.Addr{a}, sent.take(), cmpAddr); diff != "" {
+		t.Errorf("announcements (-want +got):\n%s", diff)
+	}
+	stop := start(t, m)
+	stop() // returns only once the announcer started by Up has stopped
+	if err := netnstest.InNS(ns, func() error { return m.Down(a) }); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -290,7 +312,7 @@ func TestKernelUpFails(t *testing.T) {
 			journal := filepath.Join(t.TempDir(), "vips.json")
 			m := vip.New(vip.Config{Interface: tt.iface, Journal: journal, Announce: announce.Options{Burst: -1, Refresh: time.Hour}}, logTo(&bytes.Buffer{}))
 			start(t, m)
-			if err := netnstest.InNS(ns, func() error { return m.Up(netip.MustParseAddr(tt.addr)) }); err == nil {
+			if err := netnstest.InNS(ns, func() error { return m.Up(netip.MustParseAddr(tt.addr), time.Time{}) }); err == nil {
 				t.Fatal("Up succeeded, want an error")
 			}
 			if diff := cmp.Diff([]netip.Addr{}, m.Bound(), cmpAddr); diff != "" {

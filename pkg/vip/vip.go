@@ -2,17 +2,17 @@ package vip
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"slices"
 	"sync"
+	"time"
 
+	"github.com/vigil-lb/vigil/internal/clock"
+	"github.com/vigil-lb/vigil/internal/journal"
 	"github.com/vigil-lb/vigil/pkg/announce"
 	"github.com/vigil-lb/vigil/pkg/netif"
 )
@@ -31,20 +31,71 @@ type Config struct {
 	// OnDHCPChange is called when a Service's DHCP lease changes; it must
 	// only enqueue.
 	OnDHCPChange func(key string)
+	// Clock is the time source of Up's lifetimes and of the
+	// announcers (unless Announce.Clock is set); nil = clock.Real{}.
+	Clock clock.Clock
+	// LapseSlack is how late the kernel may remove an address after its
+	// lifetime; 0 = netif.LapseSlack.
+	LapseSlack time.Duration
+	// Silencer keeps the node from answering ARP for the addresses given
+	// (pkg/arpguard); nil: Preserve removes addresses like Down.
+	Silencer Silencer
 }
+
+// Silencer keeps exactly the given IPv4 addresses from being answered by
+// ARP on this node.
+type Silencer interface {
+	Set(addrs []netip.Addr) error
+}
+
+// bindBudget is how long the bind call itself may take (from reading the
+// clock to the kernel stamping the lifetime) before Up no longer
+// trusts the lifetime it asked for and withdraws the address.
+const bindBudget = 200 * time.Millisecond
+
+// ErrTooLate is returned (wrapped) by Up when until is too close to
+// bind addr with a kernel lifetime of at least one second that still ends,
+// with the kernel's slack, by until. Up has then withdrawn addr.
+var ErrTooLate = errors.New("too late to bind with a lifetime that ends in time")
 
 // Manager binds and announces VIPs.
 type Manager struct {
 	cfg Config
 	log *slog.Logger
 
+	clock clock.Clock
+	slack time.Duration // kernel lapse slack
+
 	mu     sync.Mutex
 	ctx    context.Context // Run's; announcer goroutines live under it
 	ifaces map[string]*iface
-	bound  map[netip.Addr]string // VIP -> interface
+	bound  map[netip.Addr]binding
 	wg     sync.WaitGroup
-	ready  chan struct{} // closed when Run has started
+	stop   context.CancelFunc // ends ctx; called when Run's context ends
 	dhcp   map[string]*dhcpSession
+	// pinned: addresses bound on a named interface instead of
+	// Config.Interface (a Service's kube-vip.io/serviceInterface); "" in
+	// the map means by subnet.
+	pinned map[netip.Addr]string
+	repick map[netip.Addr]bool // the choice changed since it was bound
+	// vlans: links asked for by UseVLAN; madeVLANs: those this manager
+	// created (deleted with their last address).
+	vlans     map[string]vlan
+	madeVLANs map[string]bool
+}
+
+// binding is one VIP this Manager bound.
+type binding struct {
+	iface string
+	end   time.Time // its kernel lifetime ends (zero: permanent)
+	// preserved: kept bound after this node stopped announcing it, never
+	// answered by ARP (Preserve); not Bound.
+	preserved bool
+}
+
+// lapsed reports whether b's lifetime has ended at now.
+func (b binding) lapsed(now time.Time) bool {
+	return !b.end.IsZero() && !now.Before(b.end)
 }
 
 type iface struct {
@@ -61,12 +112,31 @@ func New(cfg Config, log *slog.Logger) *Manager {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Manager{cfg: cfg, log: log, ifaces: map[string]*iface{}, bound: map[netip.Addr]string{}, ready: make(chan struct{}), dhcp: map[string]*dhcpSession{}}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.Real{}
+	}
+	if cfg.Announce.Clock == nil {
+		cfg.Announce.Clock = cfg.Clock
+	}
+	if cfg.LapseSlack <= 0 {
+		cfg.LapseSlack = netif.LapseSlack
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	return &Manager{
+		cfg: cfg, log: log, clock: cfg.Clock, slack: cfg.LapseSlack, ctx: ctx, stop: stop,
+		ifaces: map[string]*iface{}, bound: map[netip.Addr]binding{}, dhcp: map[string]*dhcpSession{},
+		pinned: map[netip.Addr]string{}, repick: map[netip.Addr]bool{},
+		vlans: map[string]vlan{}, madeVLANs: map[string]bool{},
+	}
 }
 
+// journalEntry is a VIP bound on an interface, or (Macvlan) a macvlan
+// named by a Service that a crash would leave behind.
 type journalEntry struct {
 	Interface string     `json:"interface"`
 	Addr      netip.Addr `json:"addr"`
+	Macvlan   string     `json:"macvlan,omitempty"`
+	VLAN      string     `json:"vlan,omitempty"` // a VLAN link this agent made
 }
 
 // Recover removes every VIP recorded in the journal by a previous run (the
@@ -76,24 +146,27 @@ func (m *Manager) Recover() ([]netip.Addr, error) {
 	if err := m.removeStaleMacvlans(); err != nil {
 		return nil, fmt.Errorf("remove stale macvlans: %w", err)
 	}
-	if m.cfg.Journal == "" {
-		return nil, nil
-	}
-	b, err := os.ReadFile(m.cfg.Journal)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read journal: %w", err)
-	}
-	var entries []journalEntry
-	if err := json.Unmarshal(b, &entries); err != nil {
+	entries, err := journal.Load[journalEntry](m.cfg.Journal)
+	switch {
+	case errors.Is(err, journal.ErrUnreadable):
 		m.log.Warn("ignoring unreadable VIP journal", "path", m.cfg.Journal, "err", err)
-		entries = nil
+	case err != nil:
+		return nil, fmt.Errorf("read journal: %w", err)
+	case entries == nil:
+		return nil, nil // no journal: nothing left behind
 	}
 	var removed []netip.Addr
 	var errs []error
+	var vlans []string
 	for _, e := range entries {
+		if e.Macvlan != "" {
+			errs = append(errs, m.removeNamedMacvlan(e.Macvlan))
+			continue
+		}
+		if e.VLAN != "" {
+			vlans = append(vlans, e.VLAN) // deleted after its addresses
+			continue
+		}
 		l, err := netif.Open(e.Interface)
 		if err != nil {
 			continue // interface gone: nothing to remove
@@ -108,77 +181,206 @@ func (m *Manager) Recover() ([]netip.Addr, error) {
 			m.log.Info("removed VIP left by a previous run", "vip", e.Addr, "interface", e.Interface)
 		}
 	}
+	for _, v := range vlans {
+		errs = append(errs, netif.DeleteVLAN(netif.Handle(), v))
+	}
 	if err := errors.Join(errs...); err != nil {
 		return removed, err
 	}
 	return removed, m.writeJournal(nil)
 }
 
-// Run owns the announcers' goroutines; it returns when ctx ends, after they
-// stopped. VIPs stay bound: the caller withdraws them first on shutdown.
+// Run owns the announcers' and DHCP clients' goroutines (Up and EnsureDHCP
+// may start them before Run is called): when ctx ends it stops them and
+// returns once they are gone. VIPs stay bound: the caller withdraws them
+// first on shutdown.
 func (m *Manager) Run(ctx context.Context) error {
-	m.mu.Lock()
-	m.ctx = ctx
-	m.mu.Unlock()
-	close(m.ready)
 	<-ctx.Done()
+	m.stop()
 	m.wg.Wait()
 	return nil
 }
 
-// Ready is closed once Run has started; Up fails before that.
-func (m *Manager) Ready() <-chan struct{} { return m.ready }
-
-// Up binds addr (idempotent) and announces it at once.
-func (m *Manager) Up(addr netip.Addr) error {
+// Up binds addr (idempotent) or refreshes it so that the kernel removes it
+// by until at the latest, even if this process never runs again (stopped,
+// killed, deadlocked), and announces it at once unless it is announced
+// already. A zero until binds permanently. (EnsureDHCP takes the same
+// bound in DHCPParams.Until.)
+//
+// The kernel lifetime is whole seconds: floor((until - now - LapseSlack -
+// bindBudget) / 1s). If that is under one second, Up changes nothing and
+// returns an error wrapping ErrTooLate: an address not bound is not bound,
+// and a bound one keeps the lifetime of its last refresh, which ends (with
+// the kernel's slack) by the until it was refreshed with, so the holder
+// keeps answering up to its renew deadline and never past it. If the bind
+// call itself took longer than bindBudget (the process was stopped in it),
+// the kernel's lifetime started late: Up withdraws addr at once and returns
+// ErrTooLate.
+//
+// A refresh changes the lifetime in place (no gap) and sends nothing. The
+// announcer's periodic refresh carries the same end and stops by itself
+// when the lifetime ends, so a process resumed after its VIPs lapsed never
+// announces them again unless Up is called with a valid until. An address
+// whose lifetime ended is no longer Bound (and is removed, in case the
+// kernel is late); the next Up binds and announces it afresh.
+func (m *Manager) Up(addr netip.Addr, until time.Time) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.ctx == nil {
-		return errors.New("vip: manager not running")
+	m.pruneLocked()
+	name, err := m.interfaceFor(addr)
+	if err != nil {
+		return err
 	}
-	name := m.cfg.Interface
-	if cur, ok := m.bound[addr]; ok {
-		name = cur
+	if err := m.unpreserveLocked(addr); err != nil {
+		return fmt.Errorf("vip %s: lift its ARP silence: %w", addr, err)
 	}
-	if name == "" {
-		n, err := netif.InterfaceFor(nil, addr)
-		if err != nil {
-			return fmt.Errorf("vip %s: %w", addr, err)
+	if cur, ok := m.bound[addr]; ok && cur.iface != name {
+		m.log.Info("moving VIP to another interface", "vip", addr, "from", cur.iface, "to", name)
+		if err := m.downLocked(addr); err != nil {
+			return err
 		}
-		name = n
 	}
-	return m.upOn(name, addr)
+	delete(m.repick, addr)
+	return m.upOn(name, addr, until)
 }
 
-// upOn binds addr on interface name and announces it; mu must be held.
-func (m *Manager) upOn(name string, addr netip.Addr) error {
+// UseInterface makes Up bind addr on the interface name from now on
+// instead of Config.Interface: "auto" picks the interface whose subnet
+// holds addr, "" forgets the choice. An address bound elsewhere moves at
+// its next Up.
+func (m *Manager) UseInterface(addr netip.Addr, name string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	prev, had := m.pinned[addr]
+	switch name {
+	case "":
+		delete(m.pinned, addr)
+	case "auto":
+		m.pinned[addr] = ""
+	default:
+		m.pinned[addr] = name
+	}
+	if now, has := m.pinned[addr]; now != prev || has != had {
+		m.repick[addr] = true
+	}
+}
+
+// interfaceFor is where addr is to be bound: its pinned interface, else
+// Config.Interface, else (either empty) the interface whose subnet holds
+// it; mu must be held.
+func (m *Manager) interfaceFor(addr netip.Addr) (string, error) {
+	for _, s := range m.dhcp {
+		if s.addr == addr {
+			return s.link, nil // a leased address lives on its macvlan
+		}
+	}
+	name, ok := m.pinned[addr]
+	if !ok {
+		name = m.cfg.Interface
+	}
+	if name != "" {
+		return name, nil
+	}
+	if cur, ok := m.bound[addr]; ok && !m.repick[addr] {
+		return cur.iface, nil // by subnet: chosen when it was bound
+	}
+	n, err := netif.InterfaceFor(nil, addr)
+	if err != nil {
+		return "", fmt.Errorf("vip %s: %w", addr, err)
+	}
+	return n, nil
+}
+
+// upOn binds addr on interface name until until (zero: permanently) and
+// announces it; mu must be held.
+func (m *Manager) upOn(name string, addr netip.Addr, until time.Time) error {
+	if err := m.ensureVLANLocked(name); err != nil {
+		return err
+	}
 	ifc, err := m.iface(name)
 	if err != nil {
 		return err
 	}
+	now := m.clock.Now()
+	lifetime, end := time.Duration(0), time.Time{}
+	if !until.IsZero() {
+		lifetime = until.Sub(now) - m.slack - bindBudget
+		if lifetime < time.Second {
+			return m.noRefresh(addr, until, fmt.Sprintf("%v left", until.Sub(now)))
+		}
+		lifetime = lifetime.Truncate(time.Second)
+		end = now.Add(lifetime)
+	}
+	added, err := m.bind(ifc, name, addr, lifetime, end)
+	if err != nil {
+		return err
+	}
+	if took := m.clock.Now().Sub(now); !until.IsZero() && took > bindBudget {
+		return m.tooLate(addr, until, fmt.Sprintf("the bind took %v", took))
+	}
+	// Only announce an address we are not already announcing: Up is
+	// called again on every reconcile and every lease renewal.
+	if added || !ifc.ann.Extend(addr, end) {
+		if err := ifc.ann.AddUntil(addr, end); err != nil {
+			return fmt.Errorf("announce %s on %s: %w", addr, name, err)
+		}
+	}
+	return nil
+}
+
+// bind records addr (journal first) and binds it on ifc with lifetime;
+// mu must be held.
+func (m *Manager) bind(ifc *iface, name string, addr netip.Addr, lifetime time.Duration, end time.Time) (added bool, err error) {
 	// Journal first: a crash right after the bind must not leave an
 	// address the next run does not know about.
-	_, had := m.bound[addr]
-	m.bound[addr] = name
+	prev, had := m.bound[addr]
+	m.bound[addr] = binding{iface: name, end: end}
 	if !had {
 		if err := m.writeJournalLocked(); err != nil {
 			m.log.Warn("cannot write VIP journal", "err", err)
 		}
 	}
-	if _, err := ifc.link.Bind(addr); err != nil {
-		if !had {
+	added, err = ifc.link.BindFor(addr, lifetime)
+	if err != nil {
+		if had {
+			m.bound[addr] = prev
+		} else {
 			delete(m.bound, addr)
 		}
-		return fmt.Errorf("bind %s on %s: %w", addr, name, err)
+		return false, fmt.Errorf("bind %s on %s: %w", addr, name, err)
 	}
-	// Only announce an address we are not already announcing: Up is
-	// called again on every reconcile.
-	if !had || !slices.Contains(ifc.ann.Addrs(), addr) {
-		if err := ifc.ann.Add(addr); err != nil {
-			return fmt.Errorf("announce %s on %s: %w", addr, name, err)
+	return added, nil
+}
+
+// noRefresh leaves addr as it is (a bound address lapses by itself, by the
+// earlier until it was refreshed with; an unbound one is not bound) and
+// returns ErrTooLate; mu must be held.
+func (m *Manager) noRefresh(addr netip.Addr, until time.Time, why string) error {
+	return fmt.Errorf("vip %s until %s (%s): %w", addr, until.Format(time.RFC3339Nano), why, ErrTooLate)
+}
+
+// tooLate withdraws addr and returns ErrTooLate; mu must be held.
+func (m *Manager) tooLate(addr netip.Addr, until time.Time, why string) error {
+	err := fmt.Errorf("vip %s until %s (%s): %w", addr, until.Format(time.RFC3339Nano), why, ErrTooLate)
+	if _, ok := m.bound[addr]; ok {
+		m.log.Warn("withdrawing VIP: its lease cannot cover a kernel lifetime", "vip", addr, "err", err)
+	}
+	return errors.Join(err, m.downLocked(addr))
+}
+
+// pruneLocked forgets the VIPs whose lifetime ended, and removes them now
+// in case the kernel is late; mu must be held.
+func (m *Manager) pruneLocked() {
+	now := m.clock.Now()
+	for addr, b := range m.bound {
+		if !b.lapsed(now) {
+			continue
+		}
+		m.log.Info("VIP lifetime ended without a refresh", "vip", addr, "interface", b.iface, "ended", b.end)
+		if err := m.downLocked(addr); err != nil {
+			m.log.Warn("cannot remove lapsed VIP", "vip", addr, "err", err)
 		}
 	}
-	return nil
 }
 
 // Down stops announcing addr and removes it (idempotent).
@@ -189,10 +391,11 @@ func (m *Manager) Down(addr netip.Addr) error {
 }
 
 func (m *Manager) downLocked(addr netip.Addr) error {
-	name, ok := m.bound[addr]
+	b, ok := m.bound[addr]
 	if !ok {
 		return nil
 	}
+	name := b.iface
 	ifc := m.ifaces[name]
 	ifc.ann.Remove(addr)
 	if _, err := ifc.link.Unbind(addr); err != nil {
@@ -202,16 +405,23 @@ func (m *Manager) downLocked(addr netip.Addr) error {
 	if err := m.writeJournalLocked(); err != nil {
 		m.log.Warn("cannot write VIP journal", "err", err)
 	}
-	return nil
+	if b.preserved { // gone first, then no longer silenced
+		return errors.Join(m.silenceLocked(), m.dropVLANLocked(name))
+	}
+	return m.dropVLANLocked(name)
 }
 
-// Bound returns the VIPs this manager has bound, sorted.
+// Bound returns the VIPs this manager has bound, sorted; a VIP whose
+// lifetime (Up) ended is not, and is removed.
 func (m *Manager) Bound() []netip.Addr {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.pruneLocked()
 	out := make([]netip.Addr, 0, len(m.bound))
-	for a := range m.bound {
-		out = append(out, a)
+	for a, b := range m.bound {
+		if !b.preserved {
+			out = append(out, a)
+		}
 	}
 	slices.SortFunc(out, func(a, b netip.Addr) int { return a.Compare(b) })
 	return out
@@ -247,30 +457,19 @@ func (m *Manager) iface(name string) (*iface, error) {
 
 func (m *Manager) writeJournalLocked() error {
 	entries := make([]journalEntry, 0, len(m.bound))
-	for a, n := range m.bound {
-		entries = append(entries, journalEntry{Interface: n, Addr: a})
+	for a, b := range m.bound {
+		entries = append(entries, journalEntry{Interface: b.iface, Addr: a})
 	}
 	slices.SortFunc(entries, func(a, b journalEntry) int { return a.Addr.Compare(b.Addr) })
+	for _, l := range m.namedLinks() {
+		entries = append(entries, journalEntry{Macvlan: l})
+	}
+	for _, l := range m.madeVLANList() {
+		entries = append(entries, journalEntry{VLAN: l})
+	}
 	return m.writeJournal(entries)
 }
 
 func (m *Manager) writeJournal(entries []journalEntry) error {
-	if m.cfg.Journal == "" {
-		return nil
-	}
-	if entries == nil {
-		entries = []journalEntry{}
-	}
-	b, err := json.Marshal(entries)
-	if err != nil {
-		return err
-	}
-	if err := os.MkdirAll(filepath.Dir(m.cfg.Journal), 0o755); err != nil {
-		return err
-	}
-	tmp := m.cfg.Journal + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, m.cfg.Journal)
+	return journal.Save(m.cfg.Journal, entries)
 }

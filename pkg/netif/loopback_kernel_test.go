@@ -1,0 +1,125 @@
+package netif_test
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+
+	"github.com/vigil-lb/vigil/pkg/netif"
+)
+
+// TestKernelBindOnLoopback binds VIPs on lo, as the agent does for VIPs
+// announced by BGP only: they become local addresses of the node (a local
+// route), ::1 stays out of Addrs and cannot be unbound.
+func TestKernelBindOnLoopback(t *testing.T) {
+	ns, h := fixture(t)
+	routes := watchLocalRoutes(t, ns)
+	lo, err := netif.OpenWith(h, "lo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	vips := []netip.Addr{netip.MustParseAddr("198.18.0.200"), netip.MustParseAddr("fd00:1ab::200")}
+
+	type result struct {
+		Before, Bound, After []netip.Addr
+		Added, AddedAgain    []bool
+		Local                []bool // the kernel routes the VIP as local
+		Removed              []bool
+	}
+	var got result
+	var errs []error
+	as := func(v []netip.Addr, err error) []netip.Addr { errs = append(errs, err); return v }
+	b := func(v bool, err error) bool { errs = append(errs, err); return v }
+	got.Before = as(lo.Addrs())
+	for _, a := range vips {
+		got.Added = append(got.Added, b(lo.Bind(a)))
+		got.AddedAgain = append(got.AddedAgain, b(lo.Bind(a)))
+	}
+	got.Bound = as(lo.Addrs())
+	for _, a := range vips {
+		got.Local = append(got.Local, routes.wait(t, a))
+	}
+	for _, a := range vips {
+		got.Removed = append(got.Removed, b(lo.Unbind(a)))
+	}
+	got.After = as(lo.Addrs())
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+	want := result{
+		Bound:      vips,
+		Added:      []bool{true, true},
+		AddedAgain: []bool{false, false},
+		Local:      []bool{true, true},
+		Removed:    []bool{true, true},
+	}
+	if diff := cmp.Diff(want, got, cmpAddr, cmpopts.EquateEmpty()); diff != "" {
+		t.Errorf("bind on lo (-want +got):\n%s", diff)
+	}
+
+	if _, err := lo.Unbind(netip.IPv6Loopback()); err == nil {
+		t.Error("Unbind(::1) on lo succeeded")
+	}
+	if _, err := lo.Bind(netip.MustParseAddr("127.0.0.5")); err == nil {
+		t.Error("Bind(127.0.0.5) on lo succeeded")
+	}
+	rs, err := h.RouteGet(net.IPv6loopback)
+	if err != nil || len(rs) != 1 || rs[0].Type != unix.RTN_LOCAL {
+		t.Errorf("::1 is no longer local after the test: %v %v", rs, err)
+	}
+}
+
+// localRoutes collects the local routes the kernel adds in a namespace.
+type localRoutes struct {
+	updates chan netlink.RouteUpdate
+	seen    map[netip.Addr]bool
+}
+
+func watchLocalRoutes(t *testing.T, ns string) *localRoutes {
+	t.Helper()
+	nsh, err := netns.GetFromName(ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nsh.Close() })
+	w := &localRoutes{updates: make(chan netlink.RouteUpdate, 256), seen: map[netip.Addr]bool{}}
+	done := make(chan struct{})
+	t.Cleanup(func() { close(done) })
+	opts := netlink.RouteSubscribeOptions{Namespace: &nsh}
+	if err := netlink.RouteSubscribeWithOptions(w.updates, done, opts); err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
+// wait reports whether the kernel added a local host route for a within
+// five seconds. IPv6 inserts it from a work item, a moment after the
+// address was added, even with IFA_F_NODAD.
+func (w *localRoutes) wait(t *testing.T, a netip.Addr) bool {
+	t.Helper()
+	timeout := time.After(5 * time.Second)
+	for !w.seen[a] {
+		select {
+		case u, ok := <-w.updates:
+			if !ok {
+				t.Fatal("route updates ended")
+			}
+			if u.Type == unix.RTM_NEWROUTE && u.Route.Type == unix.RTN_LOCAL && u.Dst != nil {
+				if d, ok := netip.AddrFromSlice(u.Dst.IP); ok {
+					w.seen[d.Unmap()] = true
+				}
+			}
+		case <-timeout:
+			return false
+		}
+	}
+	return true
+}
