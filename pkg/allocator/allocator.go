@@ -43,9 +43,10 @@ type Request struct {
 	// Pool names the pool to take addresses from; "" means any AutoAssign
 	// pool that serves Namespace.
 	Pool string
-	// Requested addresses (spec.loadBalancerIP, an annotation), at most
-	// one per family, each of one of Families. IPv4-mapped IPv6 addresses
-	// are unmapped.
+	// Requested addresses (spec.loadBalancerIP, an annotation), each of
+	// one of Families; a family may have several (kube-vip lets a Service
+	// ask for more than one address of a family). IPv4-mapped IPv6
+	// addresses are unmapped; duplicates count once.
 	Requested []netip.Addr
 	// SharingKey opts in to sharing addresses with owners of the same key
 	// whose ports do not collide; "" never shares.
@@ -63,7 +64,7 @@ type Address struct {
 
 // Result is the outcome of Assign.
 type Result struct {
-	Addrs   []Address // in the order of Request.Families
+	Addrs   []Address // by family in the order of Request.Families
 	Missing []Family  // optional families (PreferDualStack) left without an address
 	Changed bool      // the owner's addresses differ from before the call
 }
@@ -127,15 +128,21 @@ type assignment struct {
 	ports     []Port
 }
 
-func (as *assignment) addr(f Family) netip.Addr {
+// of returns the addresses of family f the owner holds, in order.
+func (as *assignment) of(f Family) []netip.Addr {
+	var out []netip.Addr
 	if as != nil {
 		for _, a := range as.addrs {
 			if FamilyOf(a) == f {
-				return a
+				out = append(out, a)
 			}
 		}
 	}
-	return netip.Addr{}
+	return out
+}
+
+func (as *assignment) holds(x netip.Addr) bool {
+	return as != nil && slices.Contains(as.addrs, x)
 }
 
 func famIdx(f Family) int {
@@ -240,7 +247,7 @@ func (a *Allocator) inAnyPool(addr netip.Addr) bool {
 type request struct {
 	Request
 	required [2]bool
-	want     [2]netip.Addr
+	want     [2][]netip.Addr // requested addresses per family, unique
 }
 
 func invalid(format string, args ...any) error {
@@ -252,34 +259,12 @@ func normalizeRequest(req Request) (*request, error) {
 	if r.Owner == "" {
 		return nil, invalid("no owner")
 	}
-	if len(r.Families) == 0 {
-		return nil, invalid("no families")
+	seen, err := r.checkFamilies()
+	if err != nil {
+		return nil, err
 	}
-	var seen [2]bool
-	for _, f := range r.Families {
-		if !f.valid() {
-			return nil, invalid("unknown family %q", f)
-		}
-		if seen[famIdx(f)] {
-			return nil, invalid("family %s twice", f)
-		}
-		seen[famIdx(f)] = true
-	}
-	switch r.Policy {
-	case "", SingleStack:
-		if len(r.Families) != 1 {
-			return nil, invalid("SingleStack takes one family, not %d", len(r.Families))
-		}
-		r.required[famIdx(r.Families[0])] = true
-	case RequireDualStack:
-		if len(r.Families) != 2 {
-			return nil, invalid("RequireDualStack takes two families, not %d", len(r.Families))
-		}
-		r.required = [2]bool{true, true}
-	case PreferDualStack:
-		r.required[famIdx(r.Families[0])] = true
-	default:
-		return nil, invalid("unknown family policy %q", r.Policy)
+	if err := r.checkPolicy(); err != nil {
+		return nil, err
 	}
 	for _, x := range r.Requested {
 		x, err := checkHostAddr(x)
@@ -290,13 +275,51 @@ func normalizeRequest(req Request) (*request, error) {
 		if !seen[famIdx(f)] {
 			return nil, invalid("requested address %s is %s, not one of the families %v", x, f, r.Families)
 		}
-		if w := r.want[famIdx(f)]; w.IsValid() && w != x {
-			return nil, invalid("two %s addresses requested: %s and %s", f, w, x)
+		if !slices.Contains(r.want[famIdx(f)], x) {
+			r.want[famIdx(f)] = append(r.want[famIdx(f)], x)
 		}
-		r.want[famIdx(f)] = x
 	}
 	r.Ports = normalizePorts(r.Ports)
 	return r, nil
+}
+
+// checkFamilies checks the families are known and distinct.
+func (r *request) checkFamilies() (seen [2]bool, err error) {
+	if len(r.Families) == 0 {
+		return seen, invalid("no families")
+	}
+	for _, f := range r.Families {
+		if !f.valid() {
+			return seen, invalid("unknown family %q", f)
+		}
+		if seen[famIdx(f)] {
+			return seen, invalid("family %s twice", f)
+		}
+		seen[famIdx(f)] = true
+	}
+	return seen, nil
+}
+
+// checkPolicy checks the number of families against the policy and marks
+// the required ones.
+func (r *request) checkPolicy() error {
+	switch r.Policy {
+	case "", SingleStack:
+		if len(r.Families) != 1 {
+			return invalid("SingleStack takes one family, not %d", len(r.Families))
+		}
+		r.required[famIdx(r.Families[0])] = true
+	case RequireDualStack:
+		if len(r.Families) != 2 {
+			return invalid("RequireDualStack takes two families, not %d", len(r.Families))
+		}
+		r.required = [2]bool{true, true}
+	case PreferDualStack:
+		r.required[famIdx(r.Families[0])] = true
+	default:
+		return invalid("unknown family policy %q", r.Policy)
+	}
+	return nil
 }
 
 // checkHostAddr validates a requested or restored address and unmaps it.
@@ -420,48 +443,10 @@ func (a *Allocator) Assign(req Request) (Result, error) {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	// A named pool that is missing or closed to the namespace is an error
-	// only when something must be taken from it: what the owner holds is
-	// kept (pool edits never move an address).
-	var named *pool
-	var namedErr error
-	if r.Pool != "" {
-		switch named = a.byName[r.Pool]; {
-		case named == nil:
-			namedErr = fmt.Errorf("%w: %q", ErrNoSuchPool, r.Pool)
-		case !named.Allows(r.Namespace):
-			namedErr = fmt.Errorf("%w: pool %q does not serve namespace %q", ErrPoolNotAllowed, r.Pool, r.Namespace)
-		}
-	}
-	keepable := func(x netip.Addr) bool {
-		return r.Pool == "" || named != nil && named.contains(x) || !a.inAnyPool(x)
-	}
-	cur := a.owners[r.Owner]
-	var fixed [2]netip.Addr
-	var needed []Family
-	for _, f := range r.Families {
-		i := famIdx(f)
-		if want := r.want[i]; want.IsValid() {
-			if cur.addr(f) != want || !keepable(want) {
-				if namedErr != nil {
-					return Result{}, namedErr
-				}
-				if err := a.checkRequested(want, r.Namespace, named); err != nil {
-					return Result{}, err
-				}
-			}
-			if err := a.joinable(want, r.Owner, r.SharingKey, r.Ports); err != nil {
-				return Result{}, err
-			}
-			fixed[i] = want
-			continue
-		}
-		if have := cur.addr(f); have.IsValid() && keepable(have) &&
-			a.joinable(have, r.Owner, r.SharingKey, r.Ports) == nil {
-			fixed[i] = have
-			continue
-		}
-		needed = append(needed, f)
+	named, namedErr := a.namedPool(r)
+	fixed, needed, err := a.settle(r, named, namedErr)
+	if err != nil {
+		return Result{}, err
 	}
 	got, missing, err := a.pick(r, named, namedErr, fixed, needed)
 	if err != nil {
@@ -469,85 +454,199 @@ func (a *Allocator) Assign(req Request) (Result, error) {
 	}
 	res := Result{Missing: missing}
 	var addrs []netip.Addr
+	add := func(x netip.Addr) {
+		addrs = append(addrs, x)
+		res.Addrs = append(res.Addrs, Address{Addr: x, Pool: a.poolOf(x, r.Namespace, named)})
+	}
 	for _, f := range r.Families {
-		x := fixed[famIdx(f)]
-		if !x.IsValid() {
-			x = got[famIdx(f)]
+		if x := got[famIdx(f)]; x.IsValid() {
+			add(x)
+			continue
 		}
-		if x.IsValid() {
-			addrs = append(addrs, x)
-			res.Addrs = append(res.Addrs, Address{Addr: x, Pool: a.poolOf(x, r.Namespace, named)})
+		for _, x := range fixed[famIdx(f)] {
+			add(x)
 		}
 	}
 	res.Changed = a.commit(r.Owner, r.Namespace, addrs, r.SharingKey, r.Ports)
 	return res, nil
 }
 
+// namedPool returns the pool the request names. A named pool that is
+// missing or closed to the namespace is an error (namedErr) only when
+// something must be taken from it: what the owner holds is kept (pool edits
+// never move an address).
+func (a *Allocator) namedPool(r *request) (named *pool, namedErr error) {
+	if r.Pool == "" {
+		return nil, nil
+	}
+	switch named = a.byName[r.Pool]; {
+	case named == nil:
+		namedErr = fmt.Errorf("%w: %q", ErrNoSuchPool, r.Pool)
+	case !named.Allows(r.Namespace):
+		namedErr = fmt.Errorf("%w: pool %q does not serve namespace %q", ErrPoolNotAllowed, r.Pool, r.Namespace)
+	}
+	return named, namedErr
+}
+
+// keepable reports whether the request lets the owner keep x: no pool is
+// named, x is in the named pool, or x is in no pool at all.
+func (a *Allocator) keepable(r *request, named *pool, x netip.Addr) bool {
+	return r.Pool == "" || named != nil && named.contains(x) || !a.inAnyPool(x)
+}
+
+// settle decides, per family, the addresses that are fixed: all those
+// requested (each checked), else the first the owner holds and may keep.
+// The families left need an address picked.
+func (a *Allocator) settle(r *request, named *pool, namedErr error) (fixed [2][]netip.Addr, needed []Family, err error) {
+	cur := a.owners[r.Owner]
+	for _, f := range r.Families {
+		i := famIdx(f)
+		if len(r.want[i]) > 0 {
+			for _, want := range r.want[i] {
+				if err := a.admit(r, cur, want, named, namedErr); err != nil {
+					return fixed, nil, err
+				}
+			}
+			fixed[i] = r.want[i]
+			continue
+		}
+		if have, ok := a.kept(r, cur, f, named); ok {
+			fixed[i] = []netip.Addr{have}
+			continue
+		}
+		needed = append(needed, f)
+	}
+	return fixed, needed, nil
+}
+
+// admit checks a requested address: a pool must offer it unless the owner
+// holds it already and may keep it, and its other holders must let the
+// owner share it.
+func (a *Allocator) admit(r *request, cur *assignment, want netip.Addr, named *pool, namedErr error) error {
+	if !cur.holds(want) || !a.keepable(r, named, want) {
+		if namedErr != nil {
+			return namedErr
+		}
+		if err := a.checkRequested(want, r.Namespace, named); err != nil {
+			return err
+		}
+	}
+	return a.joinable(want, r.Owner, r.SharingKey, r.Ports)
+}
+
+// kept returns the first address of family f the owner holds and may keep.
+func (a *Allocator) kept(r *request, cur *assignment, f Family, named *pool) (netip.Addr, bool) {
+	for _, have := range cur.of(f) {
+		if a.keepable(r, named, have) && a.joinable(have, r.Owner, r.SharingKey, r.Ports) == nil {
+			return have, true
+		}
+	}
+	return netip.Addr{}, false
+}
+
 // pick finds addresses for the needed families: from the named pool, else
-// from the AutoAssign pools serving the namespace. Without candidates
-// (namedErr, or ErrNoPool) optional families are missing and required ones
-// an error.
-func (a *Allocator) pick(r *request, named *pool, namedErr error, fixed [2]netip.Addr, needed []Family) (got [2]netip.Addr, missing []Family, err error) {
+// from the AutoAssign pools serving the namespace.
+func (a *Allocator) pick(r *request, named *pool, namedErr error, fixed [2][]netip.Addr, needed []Family) (got [2]netip.Addr, missing []Family, err error) {
 	if len(needed) == 0 {
 		return got, nil, nil
 	}
-	var cands []*pool
-	switch {
-	case namedErr != nil:
-	case named != nil:
-		cands = []*pool{named}
-	default:
-		for _, p := range a.sorted {
-			if p.AutoAssign && p.Allows(r.Namespace) {
-				cands = append(cands, p)
-			}
-		}
-	}
+	cands := a.candidates(r, named, namedErr)
 	if len(cands) == 0 {
-		for _, f := range needed {
-			if r.required[famIdx(f)] {
-				if namedErr != nil {
-					return got, nil, namedErr
-				}
-				return got, nil, fmt.Errorf("%w: namespace %q", ErrNoPool, r.Namespace)
-			}
-		}
-		return got, needed, nil
+		missing, err := noCandidates(r, namedErr, needed)
+		return got, missing, err
 	}
-	// Pools that hold the owner's other addresses first.
-	holdsFixed := func(p *pool) bool {
-		for _, x := range fixed {
-			if x.IsValid() && !p.contains(x) {
-				return false
-			}
-		}
-		return true
-	}
-	ordered := make([]*pool, 0, len(cands))
-	for _, p := range cands {
-		if holdsFixed(p) {
-			ordered = append(ordered, p)
-		}
-	}
-	for _, p := range cands {
-		if !holdsFixed(p) {
-			ordered = append(ordered, p)
-		}
-	}
+	ordered := holdersFirst(cands, fixed)
 	if len(needed) > 1 { // all from one pool, if one can
-	pools:
-		for _, p := range ordered {
-			var try [2]netip.Addr
-			for _, f := range needed {
-				x, ok := a.pickFrom(p, f, r)
-				if !ok {
-					continue pools
-				}
-				try[famIdx(f)] = x
-			}
+		if try, ok := a.pickTogether(ordered, needed, r); ok {
 			return try, nil, nil
 		}
 	}
+	return a.pickEach(ordered, needed, r)
+}
+
+// candidates are the pools an address may be taken from.
+func (a *Allocator) candidates(r *request, named *pool, namedErr error) []*pool {
+	switch {
+	case namedErr != nil:
+		return nil
+	case named != nil:
+		return []*pool{named}
+	}
+	var cands []*pool
+	for _, p := range a.sorted {
+		if p.AutoAssign && p.Allows(r.Namespace) {
+			cands = append(cands, p)
+		}
+	}
+	return cands
+}
+
+// noCandidates: optional families are missing, a required one is an error
+// (namedErr, else ErrNoPool).
+func noCandidates(r *request, namedErr error, needed []Family) ([]Family, error) {
+	for _, f := range needed {
+		if r.required[famIdx(f)] {
+			if namedErr != nil {
+				return nil, namedErr
+			}
+			return nil, fmt.Errorf("%w: namespace %q", ErrNoPool, r.Namespace)
+		}
+	}
+	return needed, nil
+}
+
+// holdersFirst orders the pools that contain all the owner's fixed
+// addresses before the others, keeping the order within each group.
+func holdersFirst(cands []*pool, fixed [2][]netip.Addr) []*pool {
+	if len(fixed[0]) == 0 && len(fixed[1]) == 0 {
+		return cands
+	}
+	ordered := make([]*pool, 0, len(cands))
+	for _, p := range cands {
+		if holdsAll(p, &fixed) {
+			ordered = append(ordered, p)
+		}
+	}
+	for _, p := range cands {
+		if !holdsAll(p, &fixed) {
+			ordered = append(ordered, p)
+		}
+	}
+	return ordered
+}
+
+func holdsAll(p *pool, fixed *[2][]netip.Addr) bool {
+	for _, xs := range fixed {
+		for _, x := range xs {
+			if !p.contains(x) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// pickTogether takes every needed family from the first pool that has all.
+func (a *Allocator) pickTogether(ordered []*pool, needed []Family, r *request) ([2]netip.Addr, bool) {
+pools:
+	for _, p := range ordered {
+		var try [2]netip.Addr
+		for _, f := range needed {
+			x, ok := a.pickFrom(p, f, r)
+			if !ok {
+				continue pools
+			}
+			try[famIdx(f)] = x
+		}
+		return try, true
+	}
+	return [2]netip.Addr{}, false
+}
+
+// pickEach takes each needed family from the first pool that has one. A
+// required family that none has is an *ExhaustedError, an optional one is
+// missing.
+func (a *Allocator) pickEach(ordered []*pool, needed []Family, r *request) (got [2]netip.Addr, missing []Family, err error) {
 	for _, f := range needed {
 		found := false
 		for _, p := range ordered {
@@ -556,14 +655,15 @@ func (a *Allocator) pick(r *request, named *pool, namedErr error, fixed [2]netip
 				break
 			}
 		}
-		if !found {
-			if r.required[famIdx(f)] {
-				names := make([]string, len(ordered))
-				for i, p := range ordered {
-					names[i] = p.Name
-				}
-				return [2]netip.Addr{}, nil, &ExhaustedError{Family: f, Pools: names}
+		switch {
+		case found:
+		case r.required[famIdx(f)]:
+			names := make([]string, len(ordered))
+			for i, p := range ordered {
+				names[i] = p.Name
 			}
+			return [2]netip.Addr{}, nil, &ExhaustedError{Family: f, Pools: names}
+		default:
 			missing = append(missing, f)
 		}
 	}
@@ -721,33 +821,26 @@ func (a *Allocator) Release(owner string) {
 	a.commit(owner, "", nil, "", nil)
 }
 
-// Restore records that owner holds addrs (at most one per family), as read
+// Restore records that owner holds addrs (any number per family), as read
 // back from a Service at start or after a leader change. The addresses need
 // not lie in any pool. An address held by another owner that owner may not
 // share (no common non-empty key, or colliding ports) is an *InUseError and
 // changes nothing: the caller decides who keeps it, typically the older
 // Service, by restoring in order of age. An empty addrs releases owner.
-// IPv4-mapped IPv6 addresses are unmapped.
+// IPv4-mapped IPv6 addresses are unmapped; duplicates count once.
 func (a *Allocator) Restore(owner string, addrs []netip.Addr, sharingKey string, ports []Port) error {
 	if owner == "" {
 		return invalid("no owner")
 	}
-	var byFam [2]netip.Addr
 	var list []netip.Addr
 	for _, x := range addrs {
 		x, err := checkHostAddr(x)
 		if err != nil {
 			return fmt.Errorf("restore %s: %w", owner, invalid("%v", err))
 		}
-		i := famIdx(FamilyOf(x))
-		if w := byFam[i]; w.IsValid() {
-			if w != x {
-				return fmt.Errorf("restore %s: %w", owner, invalid("two %s addresses: %s and %s", FamilyOf(x), w, x))
-			}
-			continue
+		if !slices.Contains(list, x) {
+			list = append(list, x)
 		}
-		byFam[i] = x
-		list = append(list, x)
 	}
 	ports = normalizePorts(ports)
 	a.mu.Lock()

@@ -527,7 +527,6 @@ func TestAssign(t *testing.T) {
 				{restore: &restore{owner: "ns/s3", addrs: []string{"10.0.0.5"}, key: "j"}, err: allocator.ErrInUse},
 				// A failed restore of a known owner leaves it as it was.
 				{restore: &restore{owner: "ns/s2", addrs: []string{"10.0.0.1"}}, err: allocator.ErrInUse},
-				{restore: &restore{owner: "ns/bad", addrs: []string{"10.0.0.2", "10.0.0.3"}}, err: allocator.ErrInvalidRequest, msg: "two IPv4 addresses"},
 				{restore: &restore{owner: "ns/bad", addrs: []string{"0.0.0.0"}}, err: allocator.ErrInvalidRequest, msg: "unspecified"},
 				{restore: &restore{owner: "", addrs: []string{"10.0.0.2"}}, err: allocator.ErrInvalidRequest},
 				// Auto assignment skips restored addresses.
@@ -544,6 +543,26 @@ func TestAssign(t *testing.T) {
 			orphans: []string{"ns/hand 192.168.77.7"},
 		},
 		{
+			// kube-vip lets a Service ask for several addresses of one
+			// family: each is held, none is handed to another owner.
+			name:  "several addresses of one family",
+			pools: []allocator.Pool{auto("p", "10.0.0.0/29", "fd00::/120")},
+			steps: []step{
+				{restore: &restore{owner: "ns/multi", addrs: []string{"10.0.0.1", "10.0.0.2", "fd00::1", "10.0.0.1"}}},
+				{assign: req("ns/a").p(), want: []string{"10.0.0.0 p"}, changed: true},
+				{assign: req("ns/b").p(), want: []string{"10.0.0.3 p"}, changed: true},
+				{assign: req("ns/multi", v4, v6).ask("10.0.0.1", "fd00::1", "10.0.0.2").p(), want: []string{"10.0.0.1 p", "10.0.0.2 p", "fd00::1 p"}},
+				{assign: req("ns/multi", v4).ask("10.0.0.2", "10.0.0.4").p(), want: []string{"10.0.0.2 p", "10.0.0.4 p"}, changed: true},
+				{assign: req("ns/c").p(), want: []string{"10.0.0.1 p"}, changed: true},
+				{assign: req("ns/d").ask("10.0.0.4").p(), err: allocator.ErrInUse, msg: "in use by ns/multi"},
+				{assign: req("ns/multi", v4).ask("10.0.0.2", "10.0.0.9").p(), err: allocator.ErrNotInPool},
+				// Without a request one address per family is kept.
+				{assign: req("ns/multi").p(), want: []string{"10.0.0.2 p"}, changed: true},
+				{assign: req("ns/d").ask("10.0.0.4").p(), want: []string{"10.0.0.4 p"}, changed: true},
+			},
+			holding: []string{"ns/a 10.0.0.0", "ns/b 10.0.0.3", "ns/c 10.0.0.1", "ns/d 10.0.0.4", "ns/multi 10.0.0.2"},
+		},
+		{
 			name:  "invalid requests",
 			pools: []allocator.Pool{auto("p", "10.0.0.0/29", "fd00::/120")},
 			steps: []step{
@@ -555,7 +574,6 @@ func TestAssign(t *testing.T) {
 				{assign: req("ns/a", v4).policy(allocator.RequireDualStack).p(), err: allocator.ErrInvalidRequest, msg: "RequireDualStack takes two families"},
 				{assign: req("ns/a", v4).policy("Whatever").p(), err: allocator.ErrInvalidRequest, msg: "unknown family policy"},
 				{assign: req("ns/a", v4).ask("fd00::1").p(), err: allocator.ErrInvalidRequest, msg: "fd00::1 is IPv6, not one of the families [IPv4]"},
-				{assign: req("ns/a", v4).ask("10.0.0.1", "10.0.0.2").p(), err: allocator.ErrInvalidRequest, msg: "two IPv4 addresses requested"},
 				{assign: req("ns/a", v4).ask("0.0.0.0").p(), err: allocator.ErrInvalidRequest, msg: "unspecified"},
 				{assign: req("ns/a", v6).ask("fe80::1%eth0").p(), err: allocator.ErrInvalidRequest, msg: "zones"},
 				{assign: req("ns/a", v4).ask("10.0.0.1", "10.0.0.1").p(), want: []string{"10.0.0.1 p"}, changed: true},

@@ -13,11 +13,11 @@ func (a *Allocator) check() error {
 	defer a.mu.Unlock()
 	want := map[netip.Addr][]string{}
 	for o, as := range a.owners {
-		if len(as.addrs) == 0 || len(as.addrs) > 2 {
-			return fmt.Errorf("owner %s holds %v", o, as.addrs)
+		if len(as.addrs) == 0 {
+			return fmt.Errorf("owner %s holds nothing", o)
 		}
-		if len(as.addrs) == 2 && FamilyOf(as.addrs[0]) == FamilyOf(as.addrs[1]) {
-			return fmt.Errorf("owner %s holds two addresses of one family: %v", o, as.addrs)
+		if sorted := slices.SortedFunc(slices.Values(as.addrs), netip.Addr.Compare); len(slices.Compact(sorted)) != len(as.addrs) {
+			return fmt.Errorf("owner %s holds an address twice: %v", o, as.addrs)
 		}
 		for _, x := range as.addrs {
 			if !x.IsValid() || x.Is4In6() || x.Zone() != "" {

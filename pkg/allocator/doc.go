@@ -33,14 +33,17 @@
 //
 // # Assignments
 //
-// An Allocator keeps, per owner (the namespace/name of a Service), up to one
-// IPv4 and one IPv6 address, a sharing key and the owner's ports.
+// An Allocator keeps, per owner (the namespace/name of a Service), its
+// addresses, a sharing key and the owner's ports. An owner holds one address
+// per family it wants, or every address it requested: kube-vip lets a
+// Service ask for several addresses of one family, and each counts as used.
 //
 //   - Assign is idempotent: an owner whose addresses still satisfy its
 //     request gets them back (Result.Changed, which is about addresses
 //     only, is false). An address the owner holds, requested or not, is
-//     kept unless the request itself contradicts it: another address of
-//     that family is requested, another pool is named and the address is
+//     kept unless the request itself contradicts it: other addresses of
+//     that family are requested (then exactly those are held; without a
+//     request, one address per family is kept), another pool is named and the address is
 //     not in it (an address in no pool at all is kept), the family is no
 //     longer wanted, or a changed sharing key or ports no longer agree with
 //     the address's other holders. Pool edits (ranges, namespaces,

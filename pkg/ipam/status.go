@@ -2,6 +2,7 @@ package ipam
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -11,7 +12,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/vigil-lb/vigil/pkg/allocator"
@@ -27,46 +27,74 @@ func (c *Controller) writePoolStatus(ctx context.Context) error {
 		return nil
 	}
 	stats := c.alloc.Stats()
+	c.poolStats(stats)
+	objs, _, err := c.ippools.list()
+	if err != nil {
+		return err
+	}
+	overlaps := overlapsByPool(c.pl)
+	var errs []error
+	for _, o := range objs {
+		p, err := poolFromUnstructured(o)
+		if err != nil {
+			continue // reported by desiredPools
+		}
+		st := c.poolStatus(p, stats, overlaps)
+		if equality.Semantic.DeepEqual(p.Status, st) {
+			continue
+		}
+		p.Status = st
+		if err := c.updatePoolStatus(ctx, p); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// poolStats passes the pools' counts to Config.OnPoolStats.
+func (c *Controller) poolStats(stats map[string]allocator.PoolStats) {
+	if c.cfg.OnPoolStats != nil {
+		c.cfg.OnPoolStats(stats)
+	}
+}
+
+// overlapsByPool lists, per pool, the pools it overlaps.
+func overlapsByPool(pools []allocator.Pool) map[string][]string {
 	overlaps := map[string][]string{}
-	for _, o := range allocator.Overlaps(c.pl) {
+	for _, o := range allocator.Overlaps(pools) {
 		a, b := o.Pools[0], o.Pools[1]
 		if !slices.Contains(overlaps[a], b) {
 			overlaps[a] = append(overlaps[a], b)
 			overlaps[b] = append(overlaps[b], a)
 		}
 	}
-	objs, err := c.pools.List(labels.Everything())
-	if err != nil {
-		return err
+	return overlaps
+}
+
+// poolStatus is the status an IPPool should show.
+func (c *Controller) poolStatus(p *IPPool, stats map[string]allocator.PoolStats, overlaps map[string][]string) IPPoolStatus {
+	st := IPPoolStatus{IPv4: p.Status.IPv4, IPv6: p.Status.IPv6, Conditions: slices.Clone(p.Status.Conditions)}
+	if s, ok := stats[p.Name]; ok {
+		st.IPv4 = familyStatus(s.IPv4)
+		st.IPv6 = familyStatus(s.IPv6)
 	}
-	for _, o := range objs {
-		p, err := poolFromUnstructured(o)
-		if err != nil {
-			continue
-		}
-		st := &IPPoolStatus{IPv4: p.Status.IPv4, IPv6: p.Status.IPv6, Conditions: slices.Clone(p.Status.Conditions)}
-		if s, ok := stats[p.Name]; ok {
-			st.IPv4 = familyStatus(s.IPv4)
-			st.IPv6 = familyStatus(s.IPv6)
-		}
-		cond := metav1.Condition{Type: ConditionOverlap, Status: metav1.ConditionFalse, Reason: "NoOverlap", ObservedGeneration: p.Generation}
-		if others := overlaps[p.Name]; len(others) > 0 {
-			cond.Status, cond.Reason = metav1.ConditionTrue, "Overlap"
-			cond.Message = fmt.Sprintf("addresses overlap pool(s) %v; an address is never handed out twice", others)
-			c.poolEvent(p, corev1.EventTypeWarning, "PoolOverlap", cond.Message)
-		}
-		meta.SetStatusCondition(&st.Conditions, cond)
-		if equality.Semantic.DeepEqual(p.Status, *st) {
-			continue
-		}
-		p.Status = *st
-		u, err := runtime.DefaultUnstructuredConverter.ToUnstructured(p)
-		if err != nil {
-			return err
-		}
-		if _, err := c.dyn.Resource(IPPoolResource).UpdateStatus(ctx, &unstructured.Unstructured{Object: u}, metav1.UpdateOptions{}); err != nil {
-			return fmt.Errorf("IPPool %s status: %w", p.Name, err)
-		}
+	cond := metav1.Condition{Type: ConditionOverlap, Status: metav1.ConditionFalse, Reason: "NoOverlap", ObservedGeneration: p.Generation}
+	if others := overlaps[p.Name]; len(others) > 0 {
+		cond.Status, cond.Reason = metav1.ConditionTrue, "Overlap"
+		cond.Message = fmt.Sprintf("addresses overlap pool(s) %v; an address is never handed out twice", others)
+		c.poolEvent(p, corev1.EventTypeWarning, "PoolOverlap", cond.Message)
+	}
+	meta.SetStatusCondition(&st.Conditions, cond)
+	return st
+}
+
+func (c *Controller) updatePoolStatus(ctx context.Context, p *IPPool) error {
+	u, err := runtime.DefaultUnstructuredConverter.ToUnstructured(p)
+	if err != nil {
+		return fmt.Errorf("IPPool %s status: %w", p.Name, err)
+	}
+	if _, err := c.dyn.Resource(IPPoolResource).UpdateStatus(ctx, &unstructured.Unstructured{Object: u}, metav1.UpdateOptions{}); err != nil {
+		return fmt.Errorf("IPPool %s status: %w", p.Name, err)
 	}
 	return nil
 }

@@ -55,3 +55,8 @@ func poolFromUnstructured(obj any) (*IPPool, error) {
 	}
 	return &p, nil
 }
+
+// metaOf is the identity of an IPPool that could not be decoded.
+func metaOf(u *unstructured.Unstructured) metav1.ObjectMeta {
+	return metav1.ObjectMeta{Name: u.GetName(), UID: u.GetUID()}
+}

@@ -95,22 +95,6 @@ func ParseAddresses(s string) (Request, error) {
 	return r, nil
 }
 
-// ClassFilter selects Services by spec.loadBalancerClass.
-type ClassFilter struct {
-	Name   string // vigil's class (kube-vip's lb_class_name)
-	Legacy bool   // also handle Services with no class (lb_class_legacy_handling)
-	Only   bool   // handle only Services with exactly Name (lb_class_only)
-}
-
-// Handles reports whether a Service of this class is ours.
-func (f ClassFilter) Handles(svc *corev1.Service) bool {
-	c := svc.Spec.LoadBalancerClass
-	if c != nil {
-		return *c == f.Name
-	}
-	return f.Legacy && !f.Only
-}
-
 // Ignored reports kube-vip.io/ignore: "true".
 func Ignored(svc *corev1.Service) bool {
 	return strings.EqualFold(strings.TrimSpace(svc.Annotations[AnnotationIgnore]), "true")
@@ -143,48 +127,4 @@ func Collide(a, b []Port) (Port, bool) {
 		}
 	}
 	return Port{}, false
-}
-
-// Older orders Services for tie-breaks: older creation first, then
-// namespace/name.
-func Older(a, b *corev1.Service) bool {
-	ta, tb := a.CreationTimestamp.Time, b.CreationTimestamp.Time
-	if !ta.Equal(tb) {
-		return ta.Before(tb)
-	}
-	return a.Namespace+"/"+a.Name < b.Namespace+"/"+b.Name
-}
-
-// Eligible reports whether node may announce the Service given its
-// EndpointSlices: with externalTrafficPolicy Local the node needs a ready
-// endpoint of its own; otherwise any ready endpoint will do.
-func Eligible(svc *corev1.Service, slices []*discoveryv1.EndpointSlice, node string) bool {
-	local := svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal
-	for _, s := range slices {
-		for _, ep := range s.Endpoints {
-			if ep.Conditions.Ready != nil && !*ep.Conditions.Ready {
-				continue
-			}
-			if !local || (ep.NodeName != nil && *ep.NodeName == node) {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-// AnyEligible reports whether some node could announce the Service.
-func AnyEligible(svc *corev1.Service, slices []*discoveryv1.EndpointSlice) bool {
-	local := svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal
-	for _, s := range slices {
-		for _, ep := range s.Endpoints {
-			if ep.Conditions.Ready != nil && !*ep.Conditions.Ready {
-				continue
-			}
-			if !local || (ep.NodeName != nil && *ep.NodeName != "") {
-				return true
-			}
-		}
-	}
-	return false
 }

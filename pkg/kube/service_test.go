@@ -5,12 +5,10 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/vigil-lb/vigil/pkg/kube"
@@ -161,46 +159,6 @@ func TestRequestEmpty(t *testing.T) {
 	}
 }
 
-func TestClassFilterHandles(t *testing.T) {
-	const ours, other = "example.com/ours", "example.com/other"
-	filters := []struct {
-		name string
-		f    kube.ClassFilter
-	}{
-		{"legacy", kube.ClassFilter{Name: ours, Legacy: true}},
-		{"strict", kube.ClassFilter{Name: ours}},
-		{"only", kube.ClassFilter{Name: ours, Only: true}},
-		{"only+legacy", kube.ClassFilter{Name: ours, Legacy: true, Only: true}},
-	}
-	classes := []struct {
-		name  string
-		class *string
-	}{
-		{"none", nil},
-		{"ours", ptr(ours)},
-		{"other", ptr(other)},
-		{"empty", ptr("")},
-	}
-	// want[filter][class], matching docs/configuration.md.
-	want := map[string]map[string]bool{
-		"legacy":      {"none": true, "ours": true, "other": false, "empty": false},
-		"strict":      {"none": false, "ours": true, "other": false, "empty": false},
-		"only":        {"none": false, "ours": true, "other": false, "empty": false},
-		"only+legacy": {"none": false, "ours": true, "other": false, "empty": false},
-	}
-	got := map[string]map[string]bool{}
-	for _, f := range filters {
-		got[f.name] = map[string]bool{}
-		for _, c := range classes {
-			svc := &corev1.Service{Spec: corev1.ServiceSpec{LoadBalancerClass: c.class}}
-			got[f.name][c.name] = f.f.Handles(svc)
-		}
-	}
-	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("Handles[filter][class] (-want +got):\n%s", diff)
-	}
-}
-
 func TestIgnored(t *testing.T) {
 	tests := []struct {
 		name        string
@@ -290,116 +248,7 @@ func TestCollide(t *testing.T) {
 	}
 }
 
-func TestOlder(t *testing.T) {
-	t0 := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
-	svc := func(ns, name string, at time.Time) *corev1.Service {
-		return &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, CreationTimestamp: metav1.NewTime(at)}}
-	}
-	tests := []struct {
-		name string
-		a, b *corev1.Service
-		want bool
-	}{
-		{"created earlier", svc("z", "z", t0), svc("a", "a", t0.Add(time.Second)), true},
-		{"created later", svc("a", "a", t0.Add(time.Second)), svc("z", "z", t0), false},
-		{"same time, namespace first", svc("a", "z", t0), svc("b", "a", t0), true},
-		{"same time, namespace later", svc("b", "a", t0), svc("a", "z", t0), false},
-		{"same time and namespace, name", svc("ns", "a", t0), svc("ns", "b", t0), true},
-		{"itself", svc("ns", "a", t0), svc("ns", "a", t0), false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if got := kube.Older(tt.a, tt.b); got != tt.want {
-				t.Errorf("Older = %v, want %v", got, tt.want)
-			}
-		})
-	}
-}
-
 func ptr[T any](v T) *T { return &v }
-
-func TestEligible(t *testing.T) {
-	ep := func(node *string, ready *bool) discoveryv1.Endpoint {
-		return discoveryv1.Endpoint{Addresses: []string{"10.0.0.1"}, NodeName: node, Conditions: discoveryv1.EndpointConditions{Ready: ready}}
-	}
-	slice := func(eps ...discoveryv1.Endpoint) *discoveryv1.EndpointSlice {
-		return &discoveryv1.EndpointSlice{Endpoints: eps}
-	}
-	const me = "node-a"
-	tests := []struct {
-		name    string
-		slices  []*discoveryv1.EndpointSlice
-		wantCl  [2]bool // Cluster: {Eligible(me), AnyEligible}
-		wantLoc [2]bool // Local:   {Eligible(me), AnyEligible}
-	}{
-		{name: "no slices"},
-		{name: "empty slice", slices: []*discoveryv1.EndpointSlice{slice()}},
-		{
-			name:    "ready here",
-			slices:  []*discoveryv1.EndpointSlice{slice(ep(ptr(me), ptr(true)))},
-			wantCl:  [2]bool{true, true},
-			wantLoc: [2]bool{true, true},
-		},
-		{
-			name:    "ready nil counts as ready",
-			slices:  []*discoveryv1.EndpointSlice{slice(ep(ptr(me), nil))},
-			wantCl:  [2]bool{true, true},
-			wantLoc: [2]bool{true, true},
-		},
-		{
-			name:   "not ready here",
-			slices: []*discoveryv1.EndpointSlice{slice(ep(ptr(me), ptr(false)))},
-		},
-		{
-			name:    "ready elsewhere",
-			slices:  []*discoveryv1.EndpointSlice{slice(ep(ptr("node-b"), ptr(true)))},
-			wantCl:  [2]bool{true, true},
-			wantLoc: [2]bool{false, true},
-		},
-		{
-			name:    "not ready here, ready elsewhere",
-			slices:  []*discoveryv1.EndpointSlice{slice(ep(ptr(me), ptr(false)), ep(ptr("node-b"), ptr(true)))},
-			wantCl:  [2]bool{true, true},
-			wantLoc: [2]bool{false, true},
-		},
-		{
-			name:    "ready here in a second slice",
-			slices:  []*discoveryv1.EndpointSlice{slice(ep(ptr("node-b"), ptr(false))), slice(ep(ptr(me), ptr(true)))},
-			wantCl:  [2]bool{true, true},
-			wantLoc: [2]bool{true, true},
-		},
-		{
-			name:    "ready without node name",
-			slices:  []*discoveryv1.EndpointSlice{slice(ep(nil, ptr(true)))},
-			wantCl:  [2]bool{true, true},
-			wantLoc: [2]bool{false, false},
-		},
-		{
-			name:    "ready with empty node name",
-			slices:  []*discoveryv1.EndpointSlice{slice(ep(ptr(""), ptr(true)))},
-			wantCl:  [2]bool{true, true},
-			wantLoc: [2]bool{false, false},
-		},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			for _, c := range []struct {
-				policy corev1.ServiceExternalTrafficPolicy
-				want   [2]bool
-			}{
-				{"", tt.wantCl},
-				{corev1.ServiceExternalTrafficPolicyCluster, tt.wantCl},
-				{corev1.ServiceExternalTrafficPolicyLocal, tt.wantLoc},
-			} {
-				svc := &corev1.Service{Spec: corev1.ServiceSpec{ExternalTrafficPolicy: c.policy}}
-				got := [2]bool{kube.Eligible(svc, tt.slices, me), kube.AnyEligible(svc, tt.slices)}
-				if got != c.want {
-					t.Errorf("policy %q: {Eligible, AnyEligible} = %v, want %v", c.policy, got, c.want)
-				}
-			}
-		})
-	}
-}
 
 // FuzzParseAddresses checks ParseAddresses' invariants on any input.
 func FuzzParseAddresses(f *testing.F) {
