@@ -401,6 +401,7 @@ func TestSyncCannotAnnounce(t *testing.T) {
 			}
 			for i := range 2 {
 				f.mustSync(key)
+				f.flushStatus()
 				if diff := cmp.Diff([]string(nil), f.log.take()); diff != "" {
 					t.Errorf("sync %d: calls (-want +got):\n%s", i+1, diff)
 				}
@@ -409,7 +410,6 @@ func TestSyncCannotAnnounce(t *testing.T) {
 				}
 				wantEvents = nil // never twice
 			}
-			f.flushStatus()
 			want := statusView{CondStatus: metav1.ConditionFalse, CondReason: tt.wantReason}
 			if diff := cmp.Diff(want, f.status(key)); diff != "" {
 				t.Errorf("status (-want +got):\n%s", diff)
@@ -422,18 +422,45 @@ func TestSyncCannotAnnounce(t *testing.T) {
 func TestSyncWarnsAgainAfterFix(t *testing.T) {
 	const key = "default/web"
 	f := newFixture(t, defaultConfig(), withEndpoints(service("web", "127.0.0.1"), nodeA)...)
+	f.el.leading[lease(key)] = true
 	setIP := func(ip string) {
 		f.update(key, func(s *corev1.Service) { s.Annotations[kube.AnnotationLoadBalancerIPs] = ip })
 	}
-	f.mustSync(key)
+	syncFlush := func() { f.mustSync(key); f.flushStatus() }
+	syncFlush()
 	setIP(vip10)
-	f.mustSync(key)
+	syncFlush()
 	setIP("127.0.0.1")
-	f.mustSync(key)
-	f.mustSync(key)
-	want := []string{"Warning InvalidAddress", "Warning InvalidAddress"}
+	syncFlush()
+	syncFlush()
+	want := []string{"Warning InvalidAddress", "Normal VIPAcquired", "Normal VIPReleased", "Warning InvalidAddress"}
 	if diff := cmp.Diff(want, f.events()); diff != "" {
 		t.Errorf("events (-want +got):\n%s", diff)
+	}
+}
+
+// Bug 9: every node reaches the same verdict on a malformed Service, but
+// only the node whose status write lands reports it: one Warning per
+// problem, not one per node.
+func TestOneWarningAcrossNodes(t *testing.T) {
+	const key = "default/web"
+	a := newFixture(t, defaultConfig(), withEndpoints(service("web", "127.0.0.1"), nodeA)...)
+	cfgB := defaultConfig()
+	cfgB.NodeName = nodeB
+	b := newFixtureOn(t, cfgB, a.client)
+	b.copyFrom(a)
+	enforceResourceVersion(a.client)
+	a.mustSync(key)
+	b.mustSync(key)
+	a.flushStatus()
+	b.flushStatus()
+	a.mustSync(key)
+	b.mustSync(key)
+	a.flushStatus()
+	b.flushStatus()
+	got := append(a.events(), b.events()...)
+	if diff := cmp.Diff([]string{"Warning InvalidAddress"}, got); diff != "" {
+		t.Errorf("events from both nodes (-want +got):\n%s", diff)
 	}
 }
 
@@ -530,7 +557,7 @@ func TestSyncPortCollision(t *testing.T) {
 				t.Errorf("newer, synced twice: events (-want +got):\n%s", diff)
 			}
 			f.log.take()
-			if f.a.handled(tt.older) {
+			if f.a.models.Get(tt.older).Handled {
 				f.mustSync("default/a")
 				if diff := cmp.Diff([]string{"campaign default/kubevip-a"}, f.log.take()); diff != "" {
 					t.Errorf("older: calls (-want +got):\n%s", diff)
@@ -758,7 +785,8 @@ func TestSharedLease(t *testing.T) {
 	)...)
 
 	for _, k := range []string{"ns1/a", "ns2/b", "ns3/c", "kube-system/vigil-lease"} {
-		if got := f.a.leaseKey(k); got != shared {
+		m, _ := f.a.model(k)
+		if got := f.a.leaseKey(k, m); got != shared {
 			t.Errorf("leaseKey(%s) = %v, want %v", k, got, shared)
 		}
 	}
@@ -1004,7 +1032,9 @@ func TestInformerWiring(t *testing.T) {
 	}
 	ctx := t.Context()
 	a.factory.Start(ctx.Done())
+	a.nodeFactory.Start(ctx.Done())
 	t.Cleanup(a.factory.Shutdown)
+	t.Cleanup(a.nodeFactory.Shutdown)
 	if !cache.WaitForCacheSync(ctx.Done(), a.synced...) || !a.HasSynced() {
 		t.Fatal("caches did not sync")
 	}
@@ -1035,7 +1065,7 @@ func TestSyncDHCP(t *testing.T) {
 	svc := service("web", "0.0.0.0")
 	f := newFixture(t, defaultConfig(), withEndpoints(svc, nodeA)...)
 	f.el.leading[lease(key)] = true
-	mac := kube.HardwareAddr(svc).String()
+	mac := kube.Parse(svc, defaultConfig().Class).DHCP.MAC.String()
 
 	if err := f.sync(key); err != nil {
 		t.Fatal(err)
@@ -1076,6 +1106,33 @@ func TestSyncDHCP(t *testing.T) {
 	}
 }
 
+// Found by the fault campaign (issue 14, seed 14): a DHCP address was bound
+// without a kernel lifetime, so a SIGSTOPped holder kept it on its macvlan
+// (same MAC, same address) while the next leader leased it again: two
+// holders for seconds. It now goes up bound by the term, as a static VIP,
+// and the refresher extends it; without leadership it is not extended.
+func TestDHCPAddressBoundedByTerm(t *testing.T) {
+	const key = "default/web"
+	f := newFixture(t, defaultConfig(), withEndpoints(service("web", "0.0.0.0"), nodeA)...)
+	f.el.leading[lease(key)] = true
+	leased := netip.MustParseAddr("198.18.0.201")
+	f.dp.leases = map[string]netip.Addr{key: leased}
+	f.mustSync(key)
+	f.a.refreshAddrs()
+	want := termExpiry.Add(-f.a.cfg.AddrMargin)
+	if got := f.dp.dhcp[key].Until; !got.Equal(want) {
+		t.Errorf("DHCPParams.Until = %v, want the term's expiry less the margin %v", got, want)
+	}
+	if diff := cmp.Diff([]time.Time{want, want}, f.dp.until); diff != "" {
+		t.Errorf("Up untils (sync, refresh) (-want +got):\n%s", diff)
+	}
+	delete(f.el.leading, lease(key))
+	f.a.refreshAddrs()
+	if len(f.dp.until) != 2 {
+		t.Errorf("refreshed a DHCP address no longer led: %v", f.dp.until)
+	}
+}
+
 // A status write that fails half-way is retried to the end: the ingress of a
 // Service that became ignored is taken back even when the first status
 // update hit a conflict.
@@ -1106,5 +1163,88 @@ func TestStatusRetryAfterConflict(t *testing.T) {
 	f.flushStatus()
 	if got := f.status(key); got.VIPHost != "" || len(got.Ingress) != 0 || got.CondStatus != "" {
 		t.Errorf("after the retry: %+v, want no vipHost, no ingress, no condition", got)
+	}
+}
+
+// At start, an address of a handled Service bound by something else (a
+// migration from kube-vip) is removed; one of an ignored Service, or of no
+// Service, is left alone.
+func TestRemoveForeignAtStart(t *testing.T) {
+	web := service("web", vip10)
+	ignored := service("skip", vip11, withAnnotation("kube-vip.io/ignore", "true"))
+	client := fake.NewClientset(web, ignored)
+	log := &callLog{}
+	el := &fakeElector{log: log, leading: map[election.Key]bool{}, heldByOther: map[election.Key]bool{}, campaigning: map[election.Key]bool{}}
+	other := netip.MustParseAddr("198.18.0.99")
+	dp := &fakeDataplane{log: log, bound: map[netip.Addr]bool{},
+		foreign: map[netip.Addr]bool{netip.MustParseAddr(vip10): true, netip.MustParseAddr(vip11): true, other: true}}
+	a, err := New(defaultConfig(), Deps{Client: client, Elector: el, Dataplane: dp}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	a.factory.Start(ctx.Done())
+	a.nodeFactory.Start(ctx.Done())
+	t.Cleanup(a.factory.Shutdown)
+	t.Cleanup(a.nodeFactory.Shutdown)
+	if !cache.WaitForCacheSync(ctx.Done(), a.synced...) {
+		t.Fatal("caches did not sync")
+	}
+	a.removeForeign()
+	if diff := cmp.Diff([]string{"remove foreign " + vip10}, log.take()); diff != "" {
+		t.Errorf("calls (-want +got):\n%s", diff)
+	}
+}
+
+// Silent: the addresses of the Services a Lease decides must not answer on
+// the link; another Lease's Services do not count.
+func TestSilent(t *testing.T) {
+	web, api := service("web", vip10), service("api", vip11)
+	client := fake.NewClientset(web, api)
+	log := &callLog{}
+	el := &fakeElector{log: log, leading: map[election.Key]bool{}, heldByOther: map[election.Key]bool{}, campaigning: map[election.Key]bool{}}
+	dp := &fakeDataplane{log: log, bound: map[netip.Addr]bool{}, foreign: map[netip.Addr]bool{netip.MustParseAddr(vip11): true}}
+	cfg := defaultConfig()
+	cfg.PerService = true
+	a, err := New(cfg, Deps{Client: client, Elector: el, Dataplane: dp}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	a.factory.Start(ctx.Done())
+	a.nodeFactory.Start(ctx.Done())
+	t.Cleanup(a.factory.Shutdown)
+	t.Cleanup(a.nodeFactory.Shutdown)
+	if !cache.WaitForCacheSync(ctx.Done(), a.synced...) {
+		t.Fatal("caches did not sync")
+	}
+	if !a.Silent(ctx, lease("default/web")) {
+		t.Error("web's Lease: its address answers nowhere, want silent")
+	}
+	if a.Silent(ctx, lease("default/api")) {
+		t.Error("api's Lease: its address still answers, want not silent")
+	}
+}
+
+// Another load balancer's ingress (MetalLB's, during a switch: no
+// kube-vip.io/vipHost) stays while the Service asks for no address: the
+// allocator adopts it. An ingress vigil wrote is taken back as before.
+func TestForeignIngressKeptWithoutAddress(t *testing.T) {
+	const key = "default/web"
+	foreign := []corev1.LoadBalancerIngress{{IP: "192.0.2.9"}}
+	svc := service("web", "")
+	svc.Status.LoadBalancer.Ingress = foreign
+	f := newFixture(t, defaultConfig(), withEndpoints(svc, nodeA)...)
+	f.mustSync(key)
+	f.flushStatus()
+	got := f.status(key)
+	if diff := cmp.Diff(foreign, got.Ingress); diff != "" || got.CondReason != "NoAddress" {
+		t.Errorf("foreign ingress (-want +got):\n%s reason %q", diff, got.CondReason)
+	}
+	f.update(key, func(s *corev1.Service) { s.Annotations = map[string]string{kube.AnnotationVIPHost: nodeA} })
+	f.mustSync(key)
+	f.flushStatus()
+	if got := f.status(key); len(got.Ingress) != 0 {
+		t.Errorf("ingress vigil wrote (vipHost set) kept: %+v", got.Ingress)
 	}
 }

@@ -2,10 +2,12 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -18,6 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 	"k8s.io/client-go/tools/record"
 
 	"github.com/vigil-lb/vigil/pkg/election"
@@ -70,7 +73,19 @@ func (e *fakeElector) ResignAll(context.Context) error {
 	return nil
 }
 
-func (e *fakeElector) Leading(k election.Key) bool     { return e.leading[k] }
+func (e *fakeElector) Leading(k election.Key) bool { return e.leading[k] }
+
+// Term: a leading node's term runs to termExpiry (the test's fixed point).
+func (e *fakeElector) Term(k election.Key) (election.Term, bool) {
+	if !e.leading[k] {
+		return election.Term{}, false
+	}
+	return election.Term{Deadline: termExpiry.Add(-2 * time.Second), Expiry: termExpiry}, true
+}
+
+// termExpiry is when every fake term ends.
+var termExpiry = time.Date(2030, 1, 1, 0, 0, 5, 0, time.UTC)
+
 func (e *fakeElector) HeldByOther(k election.Key) bool { return e.heldByOther[k] }
 
 // fakeDataplane implements Dataplane. It logs only what changes the node:
@@ -83,6 +98,11 @@ type fakeDataplane struct {
 	// DHCP: leases[key] is what the fake server hands out (zero: none yet).
 	leases map[string]netip.Addr
 	dhcp   map[string]vip.DHCPParams
+	until  []time.Time // every until Up was given
+	// foreign: addresses bound by something else (RemoveForeign).
+	foreign   map[netip.Addr]bool
+	ifaces    map[netip.Addr]string
+	preserved map[netip.Addr]bool
 }
 
 func (d *fakeDataplane) EnsureDHCP(key string, p vip.DHCPParams) (netip.Addr, bool, error) {
@@ -97,7 +117,7 @@ func (d *fakeDataplane) EnsureDHCP(key string, p vip.DHCPParams) (netip.Addr, bo
 	if !ok || !addr.IsValid() {
 		return netip.Addr{}, false, nil
 	}
-	return addr, true, d.Up(addr)
+	return addr, true, d.Up(addr, p.Until)
 }
 
 func (d *fakeDataplane) StopDHCP(key string) error {
@@ -121,10 +141,54 @@ func (d *fakeDataplane) DHCPKeys() []string {
 	return keys
 }
 
-func (d *fakeDataplane) Up(a netip.Addr) error {
+// Preserve keeps a bound address aside (logged); Up takes it back.
+func (d *fakeDataplane) Preserve(a netip.Addr) error {
+	if d.bound[a] {
+		d.log.add("preserve %s", a)
+		delete(d.bound, a)
+		if d.preserved == nil {
+			d.preserved = map[netip.Addr]bool{}
+		}
+		d.preserved[a] = true
+	}
+	return nil
+}
+
+func (d *fakeDataplane) Preserved() []netip.Addr {
+	out := make([]netip.Addr, 0, len(d.preserved))
+	for a := range d.preserved {
+		out = append(out, a)
+	}
+	slices.SortFunc(out, func(x, y netip.Addr) int { return x.Compare(y) })
+	return out
+}
+
+// UseVLAN logs as UseInterface with the VLAN link's name.
+func (d *fakeDataplane) UseVLAN(a netip.Addr, parent string, id int) error {
+	if parent == "" {
+		parent = "eth0"
+	}
+	d.UseInterface(a, fmt.Sprintf("%s.%d", parent, id))
+	return nil
+}
+
+// UseInterface logs a change of an address's interface.
+func (d *fakeDataplane) UseInterface(a netip.Addr, name string) {
+	if d.ifaces == nil {
+		d.ifaces = map[netip.Addr]string{}
+	}
+	if d.ifaces[a] != name {
+		d.log.add("interface %s %q", a, name)
+		d.ifaces[a] = name
+	}
+}
+
+func (d *fakeDataplane) Up(a netip.Addr, until time.Time) error {
 	if d.upErr != nil {
 		return d.upErr
 	}
+	d.until = append(d.until, until)
+	delete(d.preserved, a)
 	if !d.bound[a] {
 		d.log.add("up %s", a)
 		d.bound[a] = true
@@ -133,11 +197,34 @@ func (d *fakeDataplane) Up(a netip.Addr) error {
 }
 
 func (d *fakeDataplane) Down(a netip.Addr) error {
+	if d.preserved[a] {
+		d.log.add("down preserved %s", a)
+		delete(d.preserved, a)
+	}
 	if d.bound[a] {
 		d.log.add("down %s", a)
 		delete(d.bound, a)
 	}
 	return nil
+}
+
+// RemoveForeign removes (and logs) the addresses of foreign that are
+// listed in addrs.
+func (d *fakeDataplane) RemoveForeign(addrs []netip.Addr) ([]netip.Addr, error) {
+	var out []netip.Addr
+	for _, a := range addrs {
+		if d.foreign[a] && !d.bound[a] {
+			d.log.add("remove foreign %s", a)
+			delete(d.foreign, a)
+			out = append(out, a)
+		}
+	}
+	return out, nil
+}
+
+// Answered: an address in foreign answers.
+func (d *fakeDataplane) Answered(a netip.Addr, _ time.Time) (bool, error) {
+	return d.foreign[a] || d.bound[a], nil
 }
 
 func (d *fakeDataplane) Bound() []netip.Addr {
@@ -156,8 +243,8 @@ func (m *fakeMetrics) Reconciled(_ time.Duration, err error) {
 	m.calls = append(m.calls, fmt.Sprintf("reconciled failed=%t", err != nil))
 }
 
-func (m *fakeMetrics) Leading(service string, leading bool) {
-	m.calls = append(m.calls, fmt.Sprintf("leading %s %t", service, leading))
+func (m *fakeMetrics) Announcing(service string, on bool) {
+	m.calls = append(m.calls, fmt.Sprintf("leading %s %t", service, on))
 }
 
 func (m *fakeMetrics) Announced(vips int) {
@@ -172,7 +259,7 @@ const (
 // defaultConfig is per-Service election on node-a, kube-vip's default class
 // handling.
 func defaultConfig() Config {
-	return Config{NodeName: nodeA, PerService: true, Class: kube.ClassFilter{Name: kube.DefaultClass, Legacy: true}}
+	return Config{NodeName: nodeA, PerService: true, Class: kube.ClassPolicy{Name: kube.DefaultClass, Legacy: true}}
 }
 
 // fixture is an Agent on a fake clientset. The informers are not started:
@@ -193,9 +280,20 @@ type fixture struct {
 
 func newFixture(t *testing.T, cfg Config, objs ...runtime.Object) *fixture {
 	t.Helper()
+	f := newFixtureOn(t, cfg, fake.NewClientset())
+	for _, o := range objs {
+		f.apply(o)
+	}
+	f.client.ClearActions()
+	return f
+}
+
+// newFixtureOn is a second agent (another node) on the same fake API.
+func newFixtureOn(t *testing.T, cfg Config, client *fake.Clientset) *fixture {
+	t.Helper()
 	log := &callLog{}
 	f := &fixture{
-		t: t, ctx: t.Context(), client: fake.NewClientset(), log: log,
+		t: t, ctx: t.Context(), client: client, log: log,
 		el: &fakeElector{log: log, leading: map[election.Key]bool{}, heldByOther: map[election.Key]bool{}, campaigning: map[election.Key]bool{}},
 		dp: &fakeDataplane{log: log, bound: map[netip.Addr]bool{}},
 		m:  &fakeMetrics{}, rec: record.NewFakeRecorder(100),
@@ -205,11 +303,31 @@ func newFixture(t *testing.T, cfg Config, objs ...runtime.Object) *fixture {
 		t.Fatal(err)
 	}
 	f.a = a
-	for _, o := range objs {
-		f.apply(o)
-	}
-	f.client.ClearActions()
 	return f
+}
+
+// copyFrom fills this agent's informer caches with what the fake API holds
+// (Services and EndpointSlices), as another node's informers would.
+func (f *fixture) copyFrom(_ *fixture) {
+	f.t.Helper()
+	svcs, err := f.client.CoreV1().Services("").List(f.ctx, metav1.ListOptions{})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	for i := range svcs.Items {
+		if err := f.a.svcIndex.Update(&svcs.Items[i]); err != nil {
+			f.t.Fatal(err)
+		}
+	}
+	slices, err := f.client.DiscoveryV1().EndpointSlices("").List(f.ctx, metav1.ListOptions{})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	for i := range slices.Items {
+		if err := f.a.sliceIndex.Update(&slices.Items[i]); err != nil {
+			f.t.Fatal(err)
+		}
+	}
 }
 
 // apply creates or updates obj in the fake API and puts what the API
@@ -226,6 +344,23 @@ func (f *fixture) apply(obj runtime.Object) {
 		}
 		if err == nil {
 			err = f.a.svcIndex.Update(out)
+		}
+	case *corev1.Node:
+		var out *corev1.Node
+		if out, err = f.client.CoreV1().Nodes().Create(f.ctx, o, metav1.CreateOptions{}); apierrors.IsAlreadyExists(err) {
+			out, err = f.client.CoreV1().Nodes().Update(f.ctx, o, metav1.UpdateOptions{})
+		}
+		if err == nil {
+			err = f.a.nodeIndex.Update(out)
+		}
+	case *corev1.Endpoints:
+		c := f.client.CoreV1().Endpoints(o.Namespace)
+		var out *corev1.Endpoints
+		if out, err = c.Create(f.ctx, o, metav1.CreateOptions{}); apierrors.IsAlreadyExists(err) {
+			out, err = c.Update(f.ctx, o, metav1.UpdateOptions{})
+		}
+		if err == nil {
+			err = f.a.sliceIndex.Update(out)
 		}
 	case *discoveryv1.EndpointSlice:
 		c := f.client.DiscoveryV1().EndpointSlices(o.Namespace)
@@ -491,4 +626,25 @@ func objects(groups ...[]runtime.Object) []runtime.Object {
 func lease(serviceKey string) election.Key {
 	ns, name, _ := strings.Cut(serviceKey, "/")
 	return election.Key{Namespace: ns, Name: LeaseName(name)}
+}
+
+// enforceResourceVersion makes the fake API refuse a Service update whose
+// resourceVersion is not the current one (409), as the real API does.
+func enforceResourceVersion(client *fake.Clientset) {
+	client.PrependReactor("update", "services", func(action k8stesting.Action) (bool, runtime.Object, error) {
+		u := action.(k8stesting.UpdateAction)
+		svc := u.GetObject().(*corev1.Service)
+		cur, err := client.Tracker().Get(corev1.SchemeGroupVersion.WithResource("services"), svc.Namespace, svc.Name)
+		if err != nil {
+			return false, nil, nil
+		}
+		rv := cur.(*corev1.Service).ResourceVersion
+		if rv != svc.ResourceVersion {
+			return true, nil, apierrors.NewConflict(corev1.Resource("services"), svc.Name, errors.New("stale resourceVersion"))
+		}
+		n, _ := strconv.Atoi(rv)
+		svc = svc.DeepCopy()
+		svc.ResourceVersion = strconv.Itoa(n + 1)
+		return true, svc, client.Tracker().Update(corev1.SchemeGroupVersion.WithResource("services"), svc, svc.Namespace)
+	})
 }

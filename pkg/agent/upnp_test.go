@@ -1,10 +1,12 @@
 package agent
 
 import (
+	"context"
 	"net/netip"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
 
 	"github.com/vigil-lb/vigil/pkg/kube"
 	"github.com/vigil-lb/vigil/pkg/upnp"
@@ -26,6 +28,11 @@ func (m *fakeMapper) Set(key string, local netip.Addr, want []upnp.Mapping) {
 }
 func (m *fakeMapper) State(key string) upnp.State { return m.state[key] }
 func (m *fakeMapper) Draining(key string) bool    { return m.draining[key] }
+
+func (m *fakeMapper) Drain(_ context.Context, keys ...string) error {
+	m.log.add("upnp drain %v", keys)
+	return nil
+}
 
 func withMapper(f *fixture) *fakeMapper {
 	m := &fakeMapper{log: f.log, state: map[string]upnp.State{}, draining: map[string]bool{}}
@@ -98,5 +105,42 @@ func TestSyncUPnPHandover(t *testing.T) {
 	want := []string{"upnp set " + key + " " + vip10 + " []", "campaign " + lease(key).String(), "down " + vip10}
 	if diff := cmp.Diff(want, f.log.take()); diff != "" {
 		t.Errorf("handover (-want +got):\n%s", diff)
+	}
+}
+
+// Bug 4: on SIGTERM, forwards of a Service no other node can take are
+// deleted while the VIP is still up; with another eligible node they are
+// handed over (left in place for the next holder to refresh).
+func TestShutdownForwards(t *testing.T) {
+	const key = "default/web"
+	tests := []struct {
+		name   string
+		others []*corev1.Node
+		want   []string
+	}{
+		{name: "last node: drain first", want: []string{"upnp drain [" + key + "]", "down " + vip10, "resignAll"}},
+		{name: "another ready node: hand over", others: []*corev1.Node{node(nodeB)}, want: []string{"down " + vip10, "resignAll"}},
+		{name: "the other node is excluded: drain", others: []*corev1.Node{node(nodeB, excludedByLabel)},
+			want: []string{"upnp drain [" + key + "]", "down " + vip10, "resignAll"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			svc := service("web", vip10, withAnnotation(kube.AnnotationForwardUPNP, "true"))
+			f := newFixture(t, defaultConfig(), withEndpoints(svc, nodeA)...)
+			f.apply(node(nodeA))
+			for _, n := range tt.others {
+				f.apply(n)
+			}
+			withMapper(f)
+			f.el.leading[lease(key)] = true
+			f.mustSync(key)
+			f.log.take()
+			if err := f.a.shutdown(); err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tt.want, f.log.take()); diff != "" {
+				t.Errorf("shutdown (-want +got):\n%s", diff)
+			}
+		})
 	}
 }

@@ -9,13 +9,14 @@ import (
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	coordinationlisters "k8s.io/client-go/listers/coordination/v1"
 	"k8s.io/client-go/tools/cache"
+
+	"github.com/vigil-lb/vigil/internal/clock"
 )
 
 // Key names one Lease.
@@ -28,6 +29,10 @@ const (
 	InstanceAnnotation = "vigil.io/instance"
 	ManagedByLabel     = "app.kubernetes.io/managed-by"
 	ManagedByValue     = "vigil"
+	// ModeAnnotation says which election mode wrote a Lease; only the
+	// node-heartbeat mode (ModeNode, pkg/heartbeat) sets it.
+	ModeAnnotation = "vigil.io/election-mode"
+	ModeNode       = "node"
 )
 
 // Config is the elector's own configuration.
@@ -38,6 +43,25 @@ type Config struct {
 	RenewDeadline time.Duration // default 3s; must be < LeaseDuration
 	RetryPeriod   time.Duration // default 1s; renew interval
 	Namespace     string        // restrict the Lease informer ("" = all)
+	Clock         clock.Clock   // time source; nil = clock.Real{}
+	// Silent, when set, is asked before a Lease another controller held
+	// (foreign.go) is taken: false while its old holder may still answer
+	// for the key's addresses; the race asks again a RetryPeriod later.
+	Silent func(ctx context.Context, key Key) bool
+	// Opt-in spread and degradation (spread.go); zero values keep the
+	// behaviour of plain first-writer-wins.
+	RankDelay      time.Duration   // rendezvous rank delay for free Leases (0: none)
+	Peers          func() []string // candidates ranked with the live holders (e.g. the eligible Nodes); nil: live holders only
+	SpreadRenewals bool            // first renewal at a hashed point of the period
+	MaxAcquiring   int             // acquisitions in flight at most, backing off after a failed renewal (0: no limit)
+	// Keeper, when set, is the LAN liveness (pkg/members): a holder keeps
+	// a Lease past its renew deadline while the Keeper vouches for it, and
+	// no acquisition is written unless it says this node reaches the API
+	// server, in the epoch the decision was made in (keep.go).
+	Keeper Keeper
+	// Kept, when set, is called when a Lease kept without the API server
+	// is renewed again (the API is back), with how long it was kept.
+	Kept func(key Key, held time.Duration)
 }
 
 func (c *Config) defaults() error {
@@ -50,6 +74,9 @@ func (c *Config) defaults() error {
 	if c.RetryPeriod == 0 {
 		c.RetryPeriod = time.Second
 	}
+	if c.Clock == nil {
+		c.Clock = clock.Real{}
+	}
 	switch {
 	case c.Identity == "":
 		return errors.New("election: empty identity")
@@ -59,67 +86,94 @@ func (c *Config) defaults() error {
 		return fmt.Errorf("election: renew deadline %v must be shorter than lease duration %v", c.RenewDeadline, c.LeaseDuration)
 	case c.RetryPeriod >= c.RenewDeadline:
 		return fmt.Errorf("election: retry period %v must be shorter than renew deadline %v", c.RetryPeriod, c.RenewDeadline)
+	case c.Keeper != nil && c.Keeper.Fresh() >= c.RenewDeadline:
+		return fmt.Errorf("election: LAN report freshness %v must be shorter than renew deadline %v", c.Keeper.Fresh(), c.RenewDeadline)
 	}
 	return nil
 }
 
+// Term is this node's current hold of a Lease.
+type Term struct {
+	Deadline time.Time // last accepted send + RenewDeadline: stop announcing by then unless renewed
+	Expiry   time.Time // last accepted send + LeaseDuration: no follower may take over before then
+}
+
+// phase is where the elector is in its life: races start only while
+// running.
+type phase int
+
+const (
+	idle    phase = iota // before Run, or Run waiting for the Lease cache
+	running              // Run's cache has synced
+	stopped              // Run returned
+)
+
 // Elector runs this node's side of every Lease election it is asked to join.
 type Elector struct {
 	cfg    Config
+	clock  clock.Clock
 	client kubernetes.Interface
 	notify func(Key)
 	log    *slog.Logger
-	now    func() time.Time
 
 	factory informers.SharedInformerFactory
 	lister  coordinationlisters.LeaseLister
 	synced  cache.InformerSynced
 
 	mu       sync.Mutex
-	ctx      context.Context // Run's context; races derive from it
-	races    map[Key]*race
+	phase    phase
+	ctx      context.Context // Run's context, set when Run starts; races derive from it
+	races    map[Key]*race   // candidacies; queued (not started) until running
 	observed map[Key]observation
 	// expiries fire when a Lease held by someone else would expire by our
 	// own observation, so callers waiting on it (e.g. Services sharing an
 	// address) re-evaluate without polling.
-	expiries map[Key]*time.Timer
-}
+	expiries map[Key]clock.Timer
 
-// observation is when this node last saw a Lease record change, by its own
-// clock.
-type observation struct {
-	holder, instance string
-	renew            time.Time
-	transitions      int32
-	duration         time.Duration
-	at               time.Time
-}
-
-func (o observation) sameRecord(p observation) bool {
-	return o.holder == p.holder && o.instance == p.instance && o.renew.Equal(p.renew) && o.transitions == p.transitions
+	// spread.go
+	peers       []string
+	peersAt     time.Time
+	acquiring   int
+	renewFailed time.Time
 }
 
 // race is this node's candidacy for one key.
 type race struct {
-	cancel context.CancelFunc
-	wake   chan struct{}
-	done   chan struct{}
+	key  Key
+	wake chan struct{} // capacity 1: look at the Lease again now
+	done chan struct{} // closed when the race goroutine returns
 
 	// Owned by the race goroutine (and Resign after it stopped).
-	lease    *coordinationv1.Lease // our last successful write
+	lease    *coordinationv1.Lease // our last accepted write
 	lastSent time.Time             // send time of our last accepted write
+	// foreign is the Lease of this name another controller wrote, read by
+	// GET since the informer does not show it (nil: none; foreign.go).
+	foreign *coordinationv1.Lease
+	heard   bool      // the foreign holder's addresses were heard (logged once)
+	renewAt time.Time // when to renew next
+	freeAt  time.Time // when this race first saw the Lease free (zero: held by another)
+	epoch   uint64    // the Keeper's epoch when the current step began
 
 	// Guarded by Elector.mu.
-	held      bool // we believe the Lease is ours (last write accepted, deadline not passed)
-	confirmed bool // the informer has shown our holding record
-	deadline  time.Time
-	expiry    *time.Timer
+	cancel    context.CancelFunc // nil until Run starts the race
+	held      bool               // we believe the Lease is ours (last write accepted, deadline not passed)
+	confirmed bool               // the informer has shown our holding record
+	term      Term
+	kept      time.Time   // when the hold started being kept without the API (zero: it is not)
+	stepDown  clock.Timer // fires at term.Deadline
+	// conflict is the resourceVersion of the record ("" = none) a write of
+	// ours lost a 409 on: nothing is written over that record again; the
+	// race waits for the informer to show the winner.
+	conflict *string
 }
 
 // New returns an elector. client should have its own QPS budget so status
 // writes never starve renewals. notify is called (from elector goroutines)
 // whenever this node's leadership of a key changes or another holder
 // appears, is released or disappears; it must only enqueue.
+//
+// Campaign may be called at once: candidacies made before Run start when
+// Run's Lease cache has synced.
 func New(cfg Config, client kubernetes.Interface, notify func(Key), log *slog.Logger) (*Elector, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
@@ -127,20 +181,12 @@ func New(cfg Config, client kubernetes.Interface, notify func(Key), log *slog.Lo
 	if log == nil {
 		log = slog.Default()
 	}
-	opts := []informers.SharedInformerOption{
-		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
-			o.LabelSelector = labels.Set{ManagedByLabel: ManagedByValue}.String()
-		}),
-	}
-	if cfg.Namespace != "" {
-		opts = append(opts, informers.WithNamespace(cfg.Namespace))
-	}
-	f := informers.NewSharedInformerFactoryWithOptions(client, 0, opts...)
+	f := informers.NewSharedInformerFactoryWithOptions(client, 0, informerOptions(cfg)...)
 	inf := f.Coordination().V1().Leases()
 	e := &Elector{
-		cfg: cfg, client: client, notify: notify, log: log, now: time.Now,
+		cfg: cfg, clock: cfg.Clock, client: client, notify: notify, log: log,
 		factory: f, lister: inf.Lister(), synced: inf.Informer().HasSynced,
-		races: map[Key]*race{}, observed: map[Key]observation{}, expiries: map[Key]*time.Timer{},
+		races: map[Key]*race{}, observed: map[Key]observation{}, expiries: map[Key]clock.Timer{},
 	}
 	_, err := inf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj any) { e.observe(obj, false) },
@@ -148,25 +194,90 @@ func New(cfg Config, client kubernetes.Interface, notify func(Key), log *slog.Lo
 		DeleteFunc: func(obj any) { e.observe(obj, true) },
 	})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("election: lease informer: %w", err)
 	}
 	return e, nil
 }
 
-// Run starts the Lease informer and blocks until ctx ends. Races stop with
-// ctx without releasing their Leases: call ResignAll first for a graceful
-// shutdown.
+// dropManagedFields keeps managedFields out of the Lease cache (never read;
+// a write built from a cached Lease leaves the server's as they are).
+func dropManagedFields(obj any) (any, error) {
+	if l, ok := obj.(*coordinationv1.Lease); ok {
+		l.ManagedFields = nil
+	}
+	return obj, nil
+}
+
+func informerOptions(cfg Config) []informers.SharedInformerOption {
+	opts := []informers.SharedInformerOption{
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+			o.LabelSelector = labels.Set{ManagedByLabel: ManagedByValue}.String()
+		}),
+		informers.WithTransform(dropManagedFields),
+	}
+	if cfg.Namespace != "" {
+		opts = append(opts, informers.WithNamespace(cfg.Namespace))
+	}
+	return opts
+}
+
+// Config returns the configuration in use, defaults filled in: callers
+// derive timings from it (e.g. address lifetimes from RenewDeadline).
+func (e *Elector) Config() Config { return e.cfg }
+
+// Run starts the Lease informer, then every candidacy (queued or new), and
+// blocks until ctx ends; it returns nil then. Races stop with ctx without releasing their
+// Leases: call ResignAll first for a graceful shutdown. Run may be called
+// once.
 func (e *Elector) Run(ctx context.Context) error {
-	e.mu.Lock()
-	e.ctx = ctx
-	e.mu.Unlock()
+	if err := e.begin(ctx); err != nil {
+		return err
+	}
 	e.factory.Start(ctx.Done())
 	defer e.factory.Shutdown()
-	if !cache.WaitForCacheSync(ctx.Done(), e.synced) {
-		return ctx.Err()
+	defer e.stopAll() // races first, then the informer
+	if cache.WaitForCacheSync(ctx.Done(), e.synced) {
+		e.startQueued()
 	}
 	<-ctx.Done()
+	return nil
+}
+
+func (e *Elector) begin(ctx context.Context) error {
 	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.ctx != nil {
+		return errors.New("election: Run called more than once")
+	}
+	e.ctx = ctx
+	return nil
+}
+
+// startQueued starts the races campaigned for before the cache synced.
+func (e *Elector) startQueued() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.ctx.Err() != nil {
+		return
+	}
+	e.phase = running
+	for _, r := range e.races {
+		e.startLocked(r)
+	}
+}
+
+// startLocked starts r's goroutine; mu must be held and the elector
+// running.
+func (e *Elector) startLocked(r *race) {
+	ctx, cancel := context.WithCancel(e.ctx)
+	r.cancel = cancel
+	go e.run(ctx, r)
+}
+
+// stopAll ends every race when Run returns; later Campaigns do nothing.
+func (e *Elector) stopAll() {
+	e.mu.Lock()
+	e.phase = stopped
 	races := e.races
 	e.races = map[Key]*race{}
 	for k, t := range e.expiries {
@@ -174,116 +285,53 @@ func (e *Elector) Run(ctx context.Context) error {
 		delete(e.expiries, k)
 	}
 	e.mu.Unlock()
-	for k, r := range races {
-		r.cancel()
-		<-r.done
-		e.mu.Lock()
-		e.setLeading(k, r, false, time.Time{})
-		e.mu.Unlock()
+	for _, r := range races {
+		e.stopRace(r)
 	}
-	return nil
+}
+
+// stopRace cancels r, waits for its goroutine and drops its hold; r must
+// already be out of e.races. It reports whether r held its Lease.
+func (e *Elector) stopRace(r *race) (wasHeld bool) {
+	e.mu.Lock()
+	cancel := r.cancel
+	e.mu.Unlock()
+	if cancel == nil {
+		return false // queued, never started
+	}
+	cancel()
+	<-r.done
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	wasHeld = r.held
+	e.setLeading(r, false, Term{})
+	return wasHeld
 }
 
 // HasSynced reports whether the Lease cache is filled.
 func (e *Elector) HasSynced() bool { return e.synced() }
 
-func toLease(obj any) (*coordinationv1.Lease, bool) {
-	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-		obj = t.Obj
-	}
-	l, ok := obj.(*coordinationv1.Lease)
-	return l, ok
-}
-
-func observe(l *coordinationv1.Lease, at time.Time) observation {
-	o := observation{instance: l.Annotations[InstanceAnnotation], at: at}
-	if l.Spec.HolderIdentity != nil {
-		o.holder = *l.Spec.HolderIdentity
-	}
-	if l.Spec.RenewTime != nil {
-		o.renew = l.Spec.RenewTime.Time
-	}
-	if l.Spec.LeaseTransitions != nil {
-		o.transitions = *l.Spec.LeaseTransitions
-	}
-	if l.Spec.LeaseDurationSeconds != nil {
-		o.duration = time.Duration(*l.Spec.LeaseDurationSeconds) * time.Second
-	}
-	return o
-}
-
-// observe records a Lease change seen through the informer and wakes the
-// race for it.
-func (e *Elector) observe(obj any, deleted bool) {
-	l, ok := toLease(obj)
-	if !ok {
-		return
-	}
-	key := Key{l.Namespace, l.Name}
-	now := e.now()
-	e.mu.Lock()
-	prev, had := e.observed[key]
-	holderChanged := true
-	if t := e.expiries[key]; t != nil {
-		t.Stop()
-		delete(e.expiries, key)
-	}
-	if deleted {
-		delete(e.observed, key)
-	} else {
-		o := observe(l, now)
-		if had && o.sameRecord(prev) {
-			o.at = prev.at // unchanged record: keep the first sighting
-		}
-		holderChanged = !had || prev.holder != o.holder || prev.instance != o.instance
-		e.observed[key] = o
-		if o.holder != "" && !e.mine(o) && e.ctx != nil && e.ctx.Err() == nil {
-			e.expiries[key] = time.AfterFunc(o.at.Add(o.duration).Sub(now)+time.Millisecond, func() { e.expired(key, o) })
-		}
-	}
-	r := e.races[key]
-	e.mu.Unlock()
-	if r != nil {
-		select {
-		case r.wake <- struct{}{}:
-		default:
-		}
-	}
-	if holderChanged {
-		e.notify(key)
-	}
-}
-
-// expired notifies that o, still the latest record of key, has run out.
-func (e *Elector) expired(key Key, o observation) {
-	e.mu.Lock()
-	cur, ok := e.observed[key]
-	still := ok && cur.sameRecord(o) && cur.at.Equal(o.at) && e.ctx != nil && e.ctx.Err() == nil
-	if still {
-		delete(e.expiries, key)
-	}
-	e.mu.Unlock()
-	if still {
-		e.notify(key)
-	}
-}
-
-func (e *Elector) mine(o observation) bool {
-	return o.holder == e.cfg.Identity && o.instance == e.cfg.Instance
-}
-
-// valid reports whether o names a live holder at time now.
-func valid(o observation, now time.Time) bool {
-	return o.holder != "" && now.Before(o.at.Add(o.duration))
-}
-
 // Leading reports whether this node holds key right now: its last renewal
-// was accepted less than RenewDeadline ago and the informer has shown it.
+// was sent less than RenewDeadline ago, was accepted, and the informer has
+// shown it.
 func (e *Elector) Leading(key Key) bool {
+	_, ok := e.Term(key)
+	return ok
+}
+
+// Term returns this node's current hold of key; ok only while Leading(key).
+func (e *Elector) Term(key Key) (t Term, ok bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	r := e.races[key]
-	return r != nil && r.held && r.confirmed && e.now().Before(r.deadline)
+	if r == nil || !r.held || !r.confirmed {
+		return Term{}, false
+	}
+	t = e.vouchedLocked(r.term)
+	if !e.clock.Now().Before(t.Deadline) {
+		return Term{}, false
+	}
+	return t, true
 }
 
 // HeldByOther reports whether, as far as this node has seen, someone else (or
@@ -292,23 +340,26 @@ func (e *Elector) HeldByOther(key Key) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	o, ok := e.observed[key]
-	return ok && valid(o, e.now()) && !e.mine(o)
+	return ok && valid(e.fresh(o), e.clock.Now()) && !e.mine(o)
 }
 
-// Campaign makes this node a candidate for key. It is idempotent.
+// Campaign makes this node a candidate for key. It is idempotent. Before
+// Run (or while Run waits for its cache) the candidacy is queued and starts
+// with Run; after Run returned it does nothing.
 func (e *Elector) Campaign(key Key) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.ctx == nil || e.ctx.Err() != nil {
+	if e.phase == stopped {
 		return
 	}
 	if _, ok := e.races[key]; ok {
 		return
 	}
-	ctx, cancel := context.WithCancel(e.ctx)
-	r := &race{cancel: cancel, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	r := &race{key: key, wake: make(chan struct{}, 1), done: make(chan struct{})}
 	e.races[key] = r
-	go e.run(ctx, key, r)
+	if e.phase == running {
+		e.startLocked(r)
+	}
 }
 
 // Campaigning reports whether this node is a candidate for key.
@@ -330,13 +381,7 @@ func (e *Elector) Resign(ctx context.Context, key Key) error {
 	if !ok {
 		return nil
 	}
-	r.cancel()
-	<-r.done
-	e.mu.Lock()
-	wasHeld := r.held
-	e.setLeading(key, r, false, time.Time{})
-	e.mu.Unlock()
-	if wasHeld {
+	if e.stopRace(r) {
 		e.notify(key)
 	}
 	if r.lease == nil {
@@ -358,249 +403,4 @@ func (e *Elector) ResignAll(ctx context.Context) error {
 		errs = append(errs, e.Resign(ctx, k))
 	}
 	return errors.Join(errs...)
-}
-
-// release writes holder "" if the Lease is still ours.
-func (e *Elector) release(ctx context.Context, key Key, last *coordinationv1.Lease) error {
-	l := last.DeepCopy()
-	for attempt := 0; attempt < 2; attempt++ {
-		if h := l.Spec.HolderIdentity; h == nil || *h != e.cfg.Identity || l.Annotations[InstanceAnnotation] != e.cfg.Instance {
-			return nil // not ours any more
-		}
-		empty := ""
-		one := int32(1)
-		now := metav1.NewMicroTime(e.now())
-		l.Spec.HolderIdentity = &empty
-		l.Spec.LeaseDurationSeconds = &one
-		l.Spec.RenewTime = &now
-		delete(l.Annotations, InstanceAnnotation)
-		_, err := e.client.CoordinationV1().Leases(key.Namespace).Update(ctx, l, metav1.UpdateOptions{})
-		switch {
-		case err == nil:
-			e.log.Info("released lease", "lease", key.String())
-			return nil
-		case apierrors.IsNotFound(err):
-			return nil
-		case apierrors.IsConflict(err):
-			if l, err = e.client.CoordinationV1().Leases(key.Namespace).Get(ctx, key.Name, metav1.GetOptions{}); err != nil {
-				return fmt.Errorf("release %s: %w", key, err)
-			}
-		default:
-			return fmt.Errorf("release %s: %w", key, err)
-		}
-	}
-	return fmt.Errorf("release %s: conflicting writers", key)
-}
-
-// setLeading updates r's holding state; mu must be held. A held race gets an
-// expiry timer at its deadline that drops leadership and notifies.
-func (e *Elector) setLeading(key Key, r *race, held bool, deadline time.Time) {
-	if r.expiry != nil {
-		r.expiry.Stop()
-		r.expiry = nil
-	}
-	r.held = held
-	r.deadline = deadline
-	if !held {
-		r.confirmed = false
-		return
-	}
-	r.expiry = time.AfterFunc(deadline.Sub(e.now()), func() {
-		e.mu.Lock()
-		lost := r.held && !e.now().Before(r.deadline)
-		if lost {
-			r.held, r.confirmed = false, false
-		}
-		e.mu.Unlock()
-		if lost {
-			e.log.Warn("lease not renewed in time, stepping down", "lease", key.String())
-			e.notify(key)
-			select {
-			case r.wake <- struct{}{}:
-			default:
-			}
-		}
-	})
-}
-
-// run is the race goroutine for one key.
-func (e *Elector) run(ctx context.Context, key Key, r *race) {
-	defer close(r.done)
-	timer := time.NewTimer(0)
-	defer timer.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-r.wake:
-		case <-timer.C:
-		}
-		next := e.step(ctx, key, r)
-		if !timer.Stop() {
-			select {
-			case <-timer.C:
-			default:
-			}
-		}
-		timer.Reset(next)
-	}
-}
-
-// step does one round of the race and returns when to look again (a wake
-// from the informer may come sooner).
-func (e *Elector) step(ctx context.Context, key Key, r *race) time.Duration {
-	now := e.now()
-	cached, err := e.lister.Leases(key.Namespace).Get(key.Name)
-	if err != nil && !apierrors.IsNotFound(err) {
-		return e.cfg.RetryPeriod
-	}
-	e.mu.Lock()
-	held := r.held
-	confirmedBefore := r.confirmed
-	obs, seen := e.observed[key]
-	if cached != nil {
-		// The lister is updated before the event handlers run: a record in
-		// the cache that has not been observed yet is a fresh sighting, as
-		// of now — never an expired one. (The handler records it.)
-		if o := observe(cached, now); !seen || !o.sameRecord(obs) {
-			obs, seen = o, true
-		}
-	}
-	// Leading starts only once the informer shows our own write: then this
-	// node's cache has every Lease write that came before it, which is what
-	// lets callers compare holders of related keys safely.
-	confirm := held && !r.confirmed && cached != nil && r.lease != nil && cached.ResourceVersion == r.lease.ResourceVersion
-	if confirm {
-		r.confirmed = true
-	}
-	e.mu.Unlock()
-	if confirm {
-		e.log.Info("leading", "lease", key.String())
-		e.notify(key)
-	}
-
-	if held {
-		if cached == nil {
-			if confirmedBefore {
-				// Deleted by someone else: stop at once.
-				e.lose(key, r, "lease deleted")
-				return 0
-			}
-			// Our create has not reached the informer yet.
-			return e.cfg.RetryPeriod
-		}
-		if seen && !e.mine(obs) && obs.renew.After(r.lastSent) {
-			e.lose(key, r, "lease taken by "+obs.holder)
-			return 0
-		}
-		due := r.lastSent.Add(e.cfg.RetryPeriod)
-		if now.Before(due) {
-			return due.Sub(now)
-		}
-		e.write(ctx, key, r, r.lease, false)
-		return e.cfg.RetryPeriod
-	}
-
-	switch {
-	case cached == nil:
-		e.write(ctx, key, r, nil, true)
-		return e.cfg.RetryPeriod
-	case !seen || !valid(obs, now) || e.mine(obs):
-		e.write(ctx, key, r, cached, true)
-		return e.cfg.RetryPeriod
-	default:
-		// Held by someone else: look again when it would expire.
-		return obs.at.Add(obs.duration).Sub(now) + time.Millisecond
-	}
-}
-
-func (e *Elector) lose(key Key, r *race, why string) {
-	e.mu.Lock()
-	e.setLeading(key, r, false, time.Time{})
-	e.mu.Unlock()
-	r.lease = nil
-	e.log.Info("lost lease", "lease", key.String(), "reason", why)
-	e.notify(key)
-}
-
-// write creates, acquires or renews the Lease. base is the record to update
-// (nil: create).
-func (e *Elector) write(ctx context.Context, key Key, r *race, base *coordinationv1.Lease, acquire bool) {
-	sent := e.now()
-	ctx, cancel := context.WithTimeout(ctx, e.cfg.RenewDeadline)
-	defer cancel()
-	micro := metav1.NewMicroTime(sent)
-	dur := int32(e.cfg.LeaseDuration / time.Second)
-	if dur < 1 {
-		dur = 1
-	}
-	var l *coordinationv1.Lease
-	if base == nil {
-		zero := int32(0)
-		l = &coordinationv1.Lease{
-			ObjectMeta: metav1.ObjectMeta{Name: key.Name, Namespace: key.Namespace},
-			Spec:       coordinationv1.LeaseSpec{AcquireTime: &micro, LeaseTransitions: &zero},
-		}
-	} else {
-		l = base.DeepCopy()
-	}
-	if l.Labels == nil {
-		l.Labels = map[string]string{}
-	}
-	if l.Annotations == nil {
-		l.Annotations = map[string]string{}
-	}
-	l.Labels[ManagedByLabel] = ManagedByValue
-	prevHolder := ""
-	if l.Spec.HolderIdentity != nil {
-		prevHolder = *l.Spec.HolderIdentity
-	}
-	if acquire && base != nil && (prevHolder != e.cfg.Identity || l.Annotations[InstanceAnnotation] != e.cfg.Instance) {
-		t := int32(0)
-		if l.Spec.LeaseTransitions != nil {
-			t = *l.Spec.LeaseTransitions
-		}
-		if prevHolder != "" || t > 0 {
-			t++
-		}
-		l.Spec.LeaseTransitions = &t
-		l.Spec.AcquireTime = &micro
-	}
-	id := e.cfg.Identity
-	l.Spec.HolderIdentity = &id
-	l.Spec.LeaseDurationSeconds = &dur
-	l.Spec.RenewTime = &micro
-	l.Annotations[InstanceAnnotation] = e.cfg.Instance
-
-	var out *coordinationv1.Lease
-	var err error
-	if base == nil {
-		out, err = e.client.CoordinationV1().Leases(key.Namespace).Create(ctx, l, metav1.CreateOptions{})
-	} else {
-		out, err = e.client.CoordinationV1().Leases(key.Namespace).Update(ctx, l, metav1.UpdateOptions{})
-	}
-	if err != nil {
-		if apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err) {
-			if r.held {
-				e.lose(key, r, "conflicting write")
-			}
-			return // the informer will show the winner's record
-		}
-		e.log.Warn("lease write failed", "lease", key.String(), "err", err)
-		return // the expiry timer steps down at the deadline
-	}
-	r.lease, r.lastSent = out, sent
-	e.mu.Lock()
-	was := r.held
-	confirmed := r.confirmed
-	e.setLeading(key, r, true, sent.Add(e.cfg.RenewDeadline))
-	r.confirmed = was && confirmed // a renewal keeps a confirmed term
-	e.mu.Unlock()
-	if !was {
-		e.log.Info("acquired lease", "lease", key.String())
-		select { // check the informer for our record right away
-		case r.wake <- struct{}{}:
-		default:
-		}
-	}
 }

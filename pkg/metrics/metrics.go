@@ -17,11 +17,15 @@ import (
 type Metrics struct {
 	reg            *prometheus.Registry
 	announced      prometheus.Gauge
-	leading        *prometheus.GaugeVec
-	won, lost      prometheus.Counter
+	announcing     *prometheus.GaugeVec
+	starts, stops  prometheus.Counter
 	sent           *prometheus.CounterVec
 	reconcileErrs  prometheus.Counter
 	reconcileTimes prometheus.Histogram
+	bgp            bgpCollectors
+	leaseWrites    *prometheus.CounterVec
+	pools          *poolCollector
+	members        membersCollectors
 }
 
 // New registers vigil's collectors (and the Go/process ones).
@@ -30,12 +34,12 @@ func New() *Metrics {
 		reg: prometheus.NewRegistry(),
 		announced: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "vigil_vips_announced", Help: "VIPs bound and announced by this node."}),
-		leading: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "vigil_service_leading", Help: "1 when this node announces the service."}, []string{"service"}),
-		won: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "vigil_elections_won_total", Help: "Times this node started announcing a service."}),
-		lost: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "vigil_elections_lost_total", Help: "Times this node stopped announcing a service."}),
+		announcing: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "vigil_service_announced", Help: "1 when this node announces the service."}, []string{"service"}),
+		starts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "vigil_announce_starts_total", Help: "Times this node started announcing a service."}),
+		stops: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "vigil_announce_stops_total", Help: "Times this node stopped announcing a service."}),
 		sent: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "vigil_announcements_sent_total", Help: "Gratuitous ARPs (ipv4) and unsolicited NAs (ipv6) sent."}, []string{"family", "result"}),
 		reconcileErrs: prometheus.NewCounter(prometheus.CounterOpts{
@@ -43,8 +47,14 @@ func New() *Metrics {
 		reconcileTimes: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "vigil_reconcile_duration_seconds", Help: "Time to sync one service.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
+		bgp:         newBGPCollectors(),
+		leaseWrites: newLeaseWrites(),
+		pools:       newPoolCollector(),
+		members:     newMembersCollectors(),
 	}
-	m.reg.MustRegister(m.announced, m.leading, m.won, m.lost, m.sent, m.reconcileErrs, m.reconcileTimes,
+	m.reg.MustRegister(m.members.all()...)
+	m.reg.MustRegister(m.announced, m.announcing, m.starts, m.stops, m.sent, m.reconcileErrs, m.reconcileTimes,
+		m.bgp.up, m.bgp.state, m.bgp.prefixes, m.bgp.updates, m.leaseWrites, m.pools.addresses,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -57,15 +67,17 @@ func (m *Metrics) Reconciled(d time.Duration, err error) {
 	}
 }
 
-// Leading records this node starting or stopping to announce a service.
-func (m *Metrics) Leading(service string, leading bool) {
-	if leading {
-		m.won.Inc()
-		m.leading.WithLabelValues(service).Set(1)
+// Announcing records this node starting or stopping to announce a service
+// (a Lease won is not an announcement: a shared address is announced by
+// one node whatever Leases it wins).
+func (m *Metrics) Announcing(service string, on bool) {
+	if on {
+		m.starts.Inc()
+		m.announcing.WithLabelValues(service).Set(1)
 		return
 	}
-	m.lost.Inc()
-	m.leading.DeleteLabelValues(service)
+	m.stops.Inc()
+	m.announcing.DeleteLabelValues(service)
 }
 
 // Announced sets the number of VIPs on this node.
@@ -88,13 +100,30 @@ func (m *Metrics) Sent(addr netip.Addr, err error) {
 func (m *Metrics) Serve(ctx context.Context, addr string, healthy func() bool) error {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+	mux.HandleFunc("/healthz", healthz(healthy))
+	return serve(ctx, addr, mux)
+}
+
+// ServeHealth serves /healthz alone on addr until ctx ends (kube-vip's
+// health_check_port).
+func (m *Metrics) ServeHealth(ctx context.Context, addr string, healthy func() bool) error {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", healthz(healthy))
+	return serve(ctx, addr, mux)
+}
+
+// healthz answers 200 when healthy (or nil), else 503.
+func healthz(healthy func() bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, _ *http.Request) {
 		if healthy != nil && !healthy() {
 			http.Error(w, "not ready", http.StatusServiceUnavailable)
 			return
 		}
 		_, _ = w.Write([]byte("ok\n"))
-	})
+	}
+}
+
+func serve(ctx context.Context, addr string, mux *http.ServeMux) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return err

@@ -37,10 +37,17 @@ func freeAddr(t *testing.T) string {
 // base URL once it accepts connections.
 func serve(t *testing.T, m *metrics.Metrics, healthy func() bool) string {
 	t.Helper()
+	return serveWith(t, m.Serve, healthy)
+}
+
+// serveWith runs a Serve-like function on a free loopback port until t
+// ends and returns its base URL once it accepts connections.
+func serveWith(t *testing.T, run func(context.Context, string, func() bool) error, healthy func() bool) string {
+	t.Helper()
 	addr := freeAddr(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- m.Serve(ctx, addr, healthy) }()
+	go func() { done <- run(ctx, addr, healthy) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -127,14 +134,34 @@ func TestHealthz(t *testing.T) {
 	}
 }
 
+// health_check_port: /healthz alone, no /metrics.
+func TestServeHealth(t *testing.T) {
+	var healthy atomic.Bool
+	base := serveWith(t, metrics.New().ServeHealth, healthy.Load)
+	for _, tt := range []struct {
+		path     string
+		healthy  bool
+		wantCode int
+	}{
+		{"/healthz", false, http.StatusServiceUnavailable},
+		{"/healthz", true, http.StatusOK},
+		{"/metrics", true, http.StatusNotFound},
+	} {
+		healthy.Store(tt.healthy)
+		if code, body := get(t, base+tt.path); code != tt.wantCode {
+			t.Errorf("GET %s (healthy %v) = %d %q, want %d", tt.path, tt.healthy, code, body, tt.wantCode)
+		}
+	}
+}
+
 func TestMetricsExposition(t *testing.T) {
 	m := metrics.New()
 	base := serve(t, m, nil)
 
 	m.Announced(2)
-	m.Leading("default/web", true)
-	m.Leading("default/api", true)
-	m.Leading("default/api", false)
+	m.Announcing("default/web", true)
+	m.Announcing("default/api", true)
+	m.Announcing("default/api", false)
 	m.Sent(netip.MustParseAddr("198.18.0.10"), nil)
 	m.Sent(netip.MustParseAddr("::ffff:198.18.0.10"), nil) // IPv4-mapped counts as IPv4
 	m.Sent(netip.MustParseAddr("fd00:1ab::10"), errors.New("no route"))
@@ -148,10 +175,10 @@ func TestMetricsExposition(t *testing.T) {
 	got := samples(t, body)
 	want := map[string]string{
 		`vigil_vips_announced`:                                         "2",
-		`vigil_service_leading{service="default/web"}`:                 "1",
-		`vigil_service_leading{service="default/api"}`:                 "", // deleted
-		`vigil_elections_won_total`:                                    "2",
-		`vigil_elections_lost_total`:                                   "1",
+		`vigil_service_announced{service="default/web"}`:               "1",
+		`vigil_service_announced{service="default/api"}`:               "", // deleted
+		`vigil_announce_starts_total`:                                  "2",
+		`vigil_announce_stops_total`:                                   "1",
 		`vigil_announcements_sent_total{family="ipv4",result="ok"}`:    "2",
 		`vigil_announcements_sent_total{family="ipv6",result="error"}`: "1",
 		`vigil_announcements_sent_total{family="ipv6",result="ok"}`:    "",

@@ -1,0 +1,84 @@
+package agent
+
+import (
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/vigil-lb/vigil/pkg/election"
+	"github.com/vigil-lb/vigil/pkg/kube"
+)
+
+// serviceState is what the worker remembers about one Service between
+// syncs. Only sync and shutdown touch it, under Agent.mu.
+type serviceState struct {
+	key        string
+	lease      election.Key
+	addrs      []netip.Addr // addresses it claims (its verdict was active)
+	candidate  bool         // this node campaigns for it
+	routed     bool         // this node advertises it by BGP
+	l2         bool         // it goes out by L2 (its pool's advertisements)
+	pool       string       // the pool its addresses came from
+	iface      string       // kube-vip.io/serviceInterface ("": default)
+	vlan       kube.VLANRef // kube-vip.io/serviceVLAN (ID 0: none)
+	ports      []kube.Port  // its ports (enable_service_security)
+	announcing bool         // this node announces it
+	dhcpAddr   netip.Addr   // DHCP address up here
+	upnp       upnpState
+	said       map[string]bool // Events already sent for it (once each)
+}
+
+// upnpState is a Service's port forwards as this node made them.
+type upnpState struct {
+	local      netip.Addr // VIP the forwards point at (invalid: none)
+	drainSince time.Time  // when their deletion started (zero: not deleting)
+}
+
+// state returns key's state, creating it.
+func (a *Agent) state(key string) *serviceState {
+	st, ok := a.states[key]
+	if !ok {
+		st = &serviceState{key: key, said: map[string]bool{}}
+		a.states[key] = st
+	}
+	return st
+}
+
+// claim records which addresses the Service claims now and returns every
+// address whose plan may have changed (what it claimed before and now).
+// A Service whose forwards are still being deleted keeps its old claim.
+func (st *serviceState) claim(active bool, svc *kube.Service) []netip.Addr {
+	var now []netip.Addr
+	if svc != nil {
+		now = svc.Addrs
+	}
+	touched := append(slices.Clone(st.addrs), now...)
+	switch {
+	case active:
+		st.addrs = slices.Clone(now)
+	case st.upnp.drainSince.IsZero():
+		st.addrs = nil
+	}
+	slices.SortFunc(touched, func(x, y netip.Addr) int { return x.Compare(y) })
+	return slices.Compact(touched)
+}
+
+// idle reports whether nothing is left to remember about a deleted Service.
+func (st *serviceState) idle() bool {
+	return len(st.addrs) == 0 && !st.candidate && !st.routed && !st.announcing && !st.dhcpAddr.IsValid() && !st.upnp.local.IsValid()
+}
+
+// once reports whether msg is new for the Service, and records it.
+func (st *serviceState) once(msg string) bool {
+	if st.said[msg] {
+		return false
+	}
+	st.said[msg] = true
+	return true
+}
+
+// uses reports whether ip is one of the Service's addresses here: asked for
+// or leased by DHCP.
+func (st *serviceState) uses(ip netip.Addr) bool {
+	return slices.Contains(st.addrs, ip) || (st.dhcpAddr.IsValid() && st.dhcpAddr == ip)
+}

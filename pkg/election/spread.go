@@ -1,0 +1,136 @@
+package election
+
+import (
+	"hash/fnv"
+	"time"
+)
+
+// Even spread and graceful degradation (issue 11), all opt-in through
+// Config so the elector's default behaviour is unchanged:
+//
+//   - RankDelay: a free Lease is taken first by the node ranked highest by
+//     rendezvous hashing of (Lease, node) among the live holders this node
+//     sees (and itself); the node ranked r waits r × RankDelay from when it
+//     saw the Lease free. VIPs spread evenly instead of going to whoever
+//     writes first.
+//   - SpreadRenewals: the first renewal after an acquisition comes at a
+//     point of the renew period given by the Lease's hash (between half and
+//     all of RetryPeriod), so Leases taken together are not renewed
+//     together for ever after.
+//   - MaxAcquiring: at most this many acquisitions are in flight; while a
+//     renewal has failed within the last RetryPeriod, acquisitions back off.
+//     Renewals of held Leases go first when the API server cannot keep up.
+
+// Rendezvous is the rendezvous weight of (key, node): among the candidate
+// nodes, the highest weight wins the key.
+func Rendezvous(key Key, node string) uint64 {
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(key.Namespace + "/" + key.Name + "\x00" + node))
+	return mix(h.Sum64())
+}
+
+// mix spreads FNV's output over all 64 bits (splitmix64's finaliser), so
+// names that differ in one last digit do not rank alike.
+func mix(x uint64) uint64 {
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	return x ^ x>>31
+}
+
+// rankWait returns when this node may take key's free Lease, seen free
+// since since; gone is the holder that released or lost it (it ranks
+// last). Zero RankDelay: at once.
+func (e *Elector) rankWait(key Key, gone string, since, now time.Time) time.Time {
+	if e.cfg.RankDelay <= 0 {
+		return time.Time{}
+	}
+	mine := Rendezvous(key, e.cfg.Identity)
+	rank := 0
+	for _, peer := range e.livePeers(now) {
+		if peer == e.cfg.Identity || peer == gone {
+			continue
+		}
+		if s := Rendezvous(key, peer); s > mine || (s == mine && peer < e.cfg.Identity) {
+			rank++
+		}
+	}
+	return since.Add(time.Duration(rank) * e.cfg.RankDelay)
+}
+
+// livePeers lists Config.Peers and the holders of the Leases this node sees
+// that have not expired by its observation, recomputed at most every
+// RankDelay.
+func (e *Elector) livePeers(now time.Time) []string {
+	var extra []string
+	if e.cfg.Peers != nil {
+		extra = e.cfg.Peers()
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if !e.peersAt.IsZero() && now.Sub(e.peersAt) < e.cfg.RankDelay {
+		return append([]string(nil), e.peers...)
+	}
+	seen := map[string]bool{}
+	e.peers = e.peers[:0]
+	for _, p := range extra {
+		if !seen[p] {
+			seen[p] = true
+			e.peers = append(e.peers, p)
+		}
+	}
+	for _, o := range e.observed {
+		if valid(o, now) && !seen[o.holder] {
+			seen[o.holder] = true
+			e.peers = append(e.peers, o.holder)
+		}
+	}
+	e.peersAt = now
+	return append([]string(nil), e.peers...)
+}
+
+// firstRenewal is when to renew a Lease first after acquiring it at sent.
+func (e *Elector) firstRenewal(key Key, sent time.Time) time.Time {
+	if !e.cfg.SpreadRenewals {
+		return sent.Add(e.cfg.RetryPeriod)
+	}
+	frac := float64(Rendezvous(key, e.cfg.Identity)>>11) / float64(1<<53)
+	return sent.Add(e.cfg.RetryPeriod/2 + time.Duration(frac*float64(e.cfg.RetryPeriod/2)))
+}
+
+// mayAcquire takes an acquisition slot, or says when to try again: while
+// a renewal failed within the last RetryPeriod, or MaxAcquiring are in
+// flight. release must be called after the write when ok.
+func (e *Elector) mayAcquire(now time.Time) (ok bool, retry time.Time) {
+	if e.cfg.MaxAcquiring <= 0 {
+		return true, time.Time{}
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	backoff := now.Add(e.cfg.RetryPeriod / 4)
+	if !e.renewFailed.IsZero() && now.Before(e.renewFailed.Add(e.cfg.RetryPeriod)) {
+		return false, e.renewFailed.Add(e.cfg.RetryPeriod)
+	}
+	if e.acquiring >= e.cfg.MaxAcquiring {
+		return false, backoff
+	}
+	e.acquiring++
+	return true, time.Time{}
+}
+
+func (e *Elector) acquired() {
+	if e.cfg.MaxAcquiring <= 0 {
+		return
+	}
+	e.mu.Lock()
+	e.acquiring--
+	e.mu.Unlock()
+}
+
+// renewalFailed notes a failed renewal: acquisitions back off a while.
+func (e *Elector) renewalFailed(at time.Time) {
+	e.mu.Lock()
+	e.renewFailed = at
+	e.mu.Unlock()
+}

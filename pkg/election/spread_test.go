@@ -1,0 +1,140 @@
+package election
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"k8s.io/apimachinery/pkg/runtime"
+	k8stesting "k8s.io/client-go/testing"
+
+	"github.com/vigil-lb/vigil/internal/clock/clocktest"
+)
+
+func spreadNode(t *testing.T, a *apiServer, clk *clocktest.Fake, name string, mod func(*Config)) *node {
+	cfg := Config{Identity: name, Instance: name + "-boot", Clock: clk}
+	mod(&cfg)
+	return newNodeWith(t, a, clk, cfg)
+}
+
+// keyRankedFirst returns a key for which first outranks second.
+func keyRankedFirst(first, second string) Key {
+	for i := 0; ; i++ {
+		k := Key{Namespace: "default", Name: fmt.Sprintf("kubevip-s%d", i)}
+		if Rendezvous(k, first) > Rendezvous(k, second) {
+			return k
+		}
+	}
+}
+
+// With a rank delay, a free Lease goes to the node that ranks first for it
+// among the live holders, even when the other node looks first.
+func TestRankDelayGivesFreeLeaseToFirstRanked(t *testing.T) {
+	a := newAPIServer(t)
+	clk := clocktest.New(t0)
+	rank := func(c *Config) { c.RankDelay = 100 * time.Millisecond }
+	n1, n2 := spreadNode(t, a, clk, "node1", rank), spreadNode(t, a, clk, "node2", rank)
+	// Both hold a Lease already, so each sees the other as live.
+	a.hold(Key{"default", "kubevip-x1"}, "node1", "node1-boot", t0)
+	a.hold(Key{"default", "kubevip-x2"}, "node2", "node2-boot", t0)
+	n1.start()
+	n2.start()
+	n1.waitFor("peers seen", func() bool { return n1.observed(Key{"default", "kubevip-x2"}) })
+	key := keyRankedFirst("node2", "node1")
+	n1.e.Campaign(key) // node1 looks first: it waits its rank delay
+	n1.waitFor("node1 waiting", func() bool { return len(n1.raceTimers()) == 1 && n1.raceTimers()[0].State == clocktest.Armed })
+	if h, _ := a.holderOrEmpty(key); h != "" {
+		t.Fatalf("taken by %s before the rank delay", h)
+	}
+	n2.e.Campaign(key)
+	n2.waitFor("node2 leading", func() bool { return n2.e.Leading(key) })
+	clk.Step(100 * time.Millisecond)
+	n1.waitFor("node1 sees node2's hold", func() bool { return n1.e.HeldByOther(key) })
+	if h, _ := a.holder(key); h != "node2" {
+		t.Errorf("holder %s, want node2 (ranked first)", h)
+	}
+}
+
+// Spread renewals: the first renewal comes at a hashed point between half
+// and all of RetryPeriod; later ones every RetryPeriod.
+func TestSpreadRenewals(t *testing.T) {
+	a := newAPIServer(t)
+	clk := clocktest.New(t0)
+	n := spreadNode(t, a, clk, "node1", func(c *Config) { c.SpreadRenewals = true })
+	n.start()
+	n.lead(web)
+	first := n.e.firstRenewal(web, t0)
+	if first.Before(t0.Add(500*time.Millisecond)) || first.After(t0.Add(time.Second)) {
+		t.Fatalf("first renewal at +%v, want within [0.5s, 1s]", first.Sub(t0))
+	}
+	n.waitRacesArmed(1, first)
+	clk.Set(first)
+	n.waitRacesArmed(1, first.Add(time.Second))
+}
+
+// While a renewal has failed within the last RetryPeriod, acquisitions back
+// off; renewals go on.
+func TestAcquisitionsBackOffAfterFailedRenewal(t *testing.T) {
+	a := newAPIServer(t)
+	clk := clocktest.New(t0)
+	n := spreadNode(t, a, clk, "node1", func(c *Config) { c.MaxAcquiring = 4 })
+	n.start()
+	n.lead(web)
+	failing := true
+	n.cs.PrependReactor("update", "leases", func(k8stesting.Action) (bool, runtime.Object, error) {
+		if failing {
+			return true, nil, errFake
+		}
+		return false, nil, nil
+	})
+	clk.Set(t0.Add(time.Second)) // the renewal fails
+	n.waitFor("the failed renewal", func() bool { return !n.e.renewFailedAt().IsZero() })
+	other := Key{"default", "kubevip-other"}
+	n.e.Campaign(other)
+	n.waitFor("the acquisition to back off", func() bool {
+		for _, ts := range n.raceTimers() {
+			if ts.At.Equal(t0.Add(2 * time.Second)) {
+				return true
+			}
+		}
+		return false
+	})
+	if diff := cmp.Diff("", func() string { h, _ := a.holderOrEmpty(other); return h }()); diff != "" {
+		t.Errorf("acquired while renewals fail: %s", diff)
+	}
+}
+
+func (e *Elector) renewFailedAt() time.Time {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.renewFailed
+}
+
+// holderOrEmpty is holder for a Lease that may not exist.
+func (a *apiServer) holderOrEmpty(key Key) (string, string) {
+	if _, err := a.tracker.Get(leasesGVR, key.Namespace, key.Name); err != nil {
+		return "", ""
+	}
+	return a.holder(key)
+}
+
+// Config.Peers (the eligible Nodes) are ranked even before they hold any
+// Lease: the node ranked second waits one rank delay.
+func TestRankDelayRanksConfiguredPeers(t *testing.T) {
+	a := newAPIServer(t)
+	clk := clocktest.New(t0)
+	n1 := spreadNode(t, a, clk, "node1", func(c *Config) {
+		c.RankDelay = 100 * time.Millisecond
+		c.Peers = func() []string { return []string{"node1", "node2"} }
+	})
+	n1.start()
+	key := keyRankedFirst("node2", "node1")
+	n1.e.Campaign(key)
+	n1.waitRacesArmed(1, t0.Add(100*time.Millisecond))
+	if h, _ := a.holderOrEmpty(key); h != "" {
+		t.Fatalf("taken by %s before the rank delay", h)
+	}
+	clk.Set(t0.Add(100 * time.Millisecond))
+	n1.waitFor("node1 leading after one rank delay", func() bool { return n1.e.Leading(key) })
+}

@@ -1,0 +1,379 @@
+package heartbeat
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	k8stesting "k8s.io/client-go/testing"
+
+	"github.com/vigil-lb/vigil/internal/clock/clocktest"
+	"github.com/vigil-lb/vigil/pkg/election"
+)
+
+func svc(i int) election.Key {
+	return election.Key{Namespace: "default", Name: fmt.Sprintf("kubevip-s%d", i)}
+}
+
+// The steady cost: one node Lease renewed every LeaseDuration/3, Service
+// Leases written once (on acquisition), never renewed.
+func TestServiceLeasesWrittenOnlyOnOwnershipChange(t *testing.T) {
+	a := newAPI(t)
+	clk := clocktest.New(t0)
+	n := newNode(t, a, clk, "node1", "i1", func(c *Config) {
+		c.LeaseDuration, c.RenewDeadline, c.RetryPeriod = 3*time.Second, 2*time.Second, 1500*time.Millisecond
+	})
+	for i := range 3 {
+		n.e.Campaign(svc(i))
+	}
+	n.start()
+	for i := range 3 {
+		n.waitFor("leading", func() bool { return n.e.Leading(svc(i)) })
+	}
+	for range 15 { // 5 lease durations of 3s
+		clk.Step(time.Second)
+		n.waitFor("heartbeat accepted", func() bool { return n.lastBeat().Equal(clk.Now()) })
+	}
+	settle()
+	if got := n.writes("kubevip-"); got != 3 {
+		t.Errorf("%d Service Lease writes over 5 lease durations, want 3 (the acquisitions)", got)
+	}
+	// The first heartbeat, then one per LeaseDuration/3.
+	if got := n.writes(NodeLeasePrefix); got != 16 {
+		t.Errorf("%d node Lease writes over 5 lease durations, want 16 (every LeaseDuration/3 = 1s)", got)
+	}
+	for i := range 3 {
+		if !n.e.Leading(svc(i)) {
+			t.Errorf("not leading %v after renewing only the node Lease", svc(i))
+		}
+	}
+	l := a.get(ns, NodeLeaseName("node1"))
+	want := map[string]string{election.InstanceAnnotation: "i1", ModeAnnotation: "node", DurationsAnnotation: "3s/2s/1.5s"}
+	if diff := cmp.Diff(want, l.Annotations); diff != "" {
+		t.Errorf("node Lease annotations (-want +got):\n%s", diff)
+	}
+}
+
+// A holder leads until its last accepted heartbeat's send time +
+// RenewDeadline, and the Term says so.
+func TestHolderStopsAtHeartbeatDeadline(t *testing.T) {
+	a := newAPI(t)
+	clk := clocktest.New(t0)
+	n := newNode(t, a, clk, "node1", "i1")
+	n.e.Campaign(web)
+	n.start()
+	n.waitFor("leading", func() bool { return n.e.Leading(web) })
+	term, _ := n.e.Term(web)
+	if diff := cmp.Diff(election.Term{Deadline: t0.Add(3 * time.Second), Expiry: t0.Add(5 * time.Second)}, term); diff != "" {
+		t.Errorf("term (-want +got):\n%s", diff)
+	}
+	n.cs.PrependReactor("update", "leases", func(ac k8stesting.Action) (bool, runtime.Object, error) {
+		if ac.(k8stesting.UpdateAction).GetObject().(metav1.Object).GetName() == NodeLeaseName("node1") {
+			return true, nil, apierrors.NewServiceUnavailable("down")
+		}
+		return false, nil, nil
+	})
+	clk.Step(2999 * time.Millisecond)
+	if !n.e.Leading(web) {
+		t.Error("stopped leading before the deadline")
+	}
+	clk.Step(time.Millisecond)
+	if n.e.Leading(web) {
+		t.Error("still leading at last heartbeat + RenewDeadline")
+	}
+}
+
+// A holder stops at once when its Service Lease names another holder.
+func TestHolderStopsWhenLeaseNamesAnother(t *testing.T) {
+	a := newAPI(t)
+	clk := clocktest.New(t0)
+	n := newNode(t, a, clk, "node1", "i1")
+	n.e.Campaign(web)
+	n.start()
+	n.waitFor("leading", func() bool { return n.e.Leading(web) })
+	a.put(web.Namespace, web.Name, "node2", "j1", Mode, "", clk.Now())
+	n.waitFor("stepping down", func() bool { return !n.e.Leading(web) })
+}
+
+// A follower takes over only once the holder's node Lease has been
+// unchanged for LeaseDuration by its own observation, and the fresh GET
+// still shows it.
+func TestTakeoverAfterHolderNodeLeaseExpires(t *testing.T) {
+	a := newAPI(t)
+	clk := clocktest.New(t0)
+	n1 := newNode(t, a, clk, "node1", "i1")
+	n1.e.Campaign(web)
+	n1.start()
+	n1.waitFor("node1 leading", func() bool { return n1.e.Leading(web) })
+	n2 := newNode(t, a, clk, "node2", "i2")
+	n2.e.Campaign(web)
+	n2.start()
+	n2.waitFor("node2's heartbeat", func() bool { return a.get(ns, NodeLeaseName("node2")) != nil })
+	n1.stop() // crash: nothing released
+	crashed := clk.Now()
+	clk.Step(4900 * time.Millisecond)
+	settle()
+	if h, _ := a.holder(web); h != "node1" {
+		t.Fatalf("holder %s before node1's node Lease expired", h)
+	}
+	clk.Set(crashed.Add(5 * time.Second))
+	n2.waitFor("node2 leading", func() bool { return n2.e.Leading(web) })
+	gets := 0
+	for _, ac := range n2.cs.Actions() {
+		if ac.GetVerb() == "get" && ac.(k8stesting.GetAction).GetName() == NodeLeaseName("node1") {
+			gets++
+		}
+	}
+	if gets != 1 {
+		t.Errorf("%d GETs of node1's node Lease before the takeover, want 1", gets)
+	}
+}
+
+// A follower whose watch missed the holder's heartbeats must not take over:
+// the fresh GET shows a newer record, which is observed as of now.
+func TestStalledWatchDoesNotTakeOver(t *testing.T) {
+	a := newAPI(t)
+	clk := clocktest.New(t0)
+	a.put(web.Namespace, web.Name, "node1", "i1", Mode, "", t0)
+	a.put(ns, NodeLeaseName("node1"), "node1", "i1", Mode, "5s/3s/1s", t0)
+	n2 := newNode(t, a, clk, "node2", "i2")
+	var mu sync.Mutex
+	renew := t0
+	// node1 heartbeats, but node2's watch never shows it: only GET does.
+	n2.cs.PrependReactor("get", "leases", func(ac k8stesting.Action) (bool, runtime.Object, error) {
+		if ac.(k8stesting.GetAction).GetName() != NodeLeaseName("node1") {
+			return false, nil, nil
+		}
+		l := a.get(ns, NodeLeaseName("node1")).DeepCopy()
+		mu.Lock()
+		micro := metav1.NewMicroTime(renew)
+		mu.Unlock()
+		l.Spec.RenewTime = &micro
+		return true, l, nil
+	})
+	n2.e.Campaign(web)
+	n2.start()
+	n2.waitFor("node1's node Lease observed", func() bool {
+		n2.e.mu.Lock()
+		defer n2.e.mu.Unlock()
+		return n2.e.nodes["node1"] != nil
+	})
+	mu.Lock()
+	renew = t0.Add(4 * time.Second)
+	mu.Unlock()
+	clk.Step(5 * time.Second)
+	n2.waitFor("the fresh GET", func() bool {
+		n2.e.mu.Lock()
+		defer n2.e.mu.Unlock()
+		r := n2.e.nodes["node1"]
+		return r != nil && !r.at.Equal(t0)
+	})
+	settle()
+	if h, _ := a.holder(web); h != "node1" {
+		t.Errorf("node2 took over (%s) from a holder whose heartbeat only the GET showed", h)
+	}
+}
+
+// A node Lease with a new instance means the Service Lease's writer is
+// gone: re-decided at once, without waiting a LeaseDuration.
+func TestInstanceChangeRedecidesAtOnce(t *testing.T) {
+	a := newAPI(t)
+	clk := clocktest.New(t0)
+	a.put(web.Namespace, web.Name, "node1", "old", Mode, "", t0)
+	a.put(ns, NodeLeaseName("node1"), "node1", "new", Mode, "5s/3s/1s", t0)
+	n2 := newNode(t, a, clk, "node2", "i2")
+	n2.e.Campaign(web)
+	n2.start()
+	n2.waitFor("node2 leading at once", func() bool { return n2.e.Leading(web) })
+	if clk.Elapsed() != 0 {
+		t.Errorf("took over after %v, want at once", clk.Elapsed())
+	}
+}
+
+// A restarted agent does not lead a Service Lease its predecessor held
+// (same node, other instance) without writing it again.
+func TestRestartedAgentRewritesPredecessorsLease(t *testing.T) {
+	a := newAPI(t)
+	clk := clocktest.New(t0)
+	a.put(web.Namespace, web.Name, "node1", "old", Mode, "", t0)
+	n := newNode(t, a, clk, "node1", "new")
+	n.e.Campaign(web)
+	n.start()
+	n.waitFor("leading", func() bool { return n.e.Leading(web) })
+	if _, inst := a.holder(web); inst != "new" {
+		t.Errorf("Service Lease instance %q, want the new one written", inst)
+	}
+}
+
+// After a heartbeat lapse the holder re-asserts its Lease (a guarded
+// write) before leading again; a takeover meanwhile wins.
+func TestLapseReassertsBeforeLeading(t *testing.T) {
+	a := newAPI(t)
+	clk := clocktest.New(t0)
+	n := newNode(t, a, clk, "node1", "i1")
+	n.e.Campaign(web)
+	n.start()
+	n.waitFor("leading", func() bool { return n.e.Leading(web) })
+	var fail sync.Mutex
+	failing := true
+	n.cs.PrependReactor("update", "leases", func(ac k8stesting.Action) (bool, runtime.Object, error) {
+		fail.Lock()
+		defer fail.Unlock()
+		if failing && ac.(k8stesting.UpdateAction).GetObject().(metav1.Object).GetName() == NodeLeaseName("node1") {
+			return true, nil, apierrors.NewServiceUnavailable("down")
+		}
+		return false, nil, nil
+	})
+	before := n.writes("kubevip-")
+	clk.Step(4 * time.Second)
+	n.waitFor("stepped down", func() bool { return !n.e.Leading(web) })
+	fail.Lock()
+	failing = false
+	fail.Unlock()
+	clk.Step(2 * time.Second)
+	n.waitFor("leading again", func() bool { return n.e.Leading(web) })
+	if got := n.writes("kubevip-") - before; got != 1 {
+		t.Errorf("%d Service Lease writes after the lapse, want 1 (the re-assertion)", got)
+	}
+}
+
+// No failback: a Service stays with its live holder when a node that ranks
+// higher for it joins.
+func TestNoFailback(t *testing.T) {
+	a := newAPI(t)
+	clk := clocktest.New(t0)
+	// A key for which node2 ranks above node1.
+	key := web
+	for i := 0; score(key, "node2") < score(key, "node1"); i++ {
+		key = svc(i)
+	}
+	n1 := newNode(t, a, clk, "node1", "i1")
+	n1.e.Campaign(key)
+	n1.start()
+	n1.waitFor("node1 leading", func() bool { return n1.e.Leading(key) })
+	n2 := newNode(t, a, clk, "node2", "i2")
+	n2.e.Campaign(key)
+	n2.start()
+	for range 6 {
+		clk.Step(time.Second)
+		settle()
+	}
+	if h, _ := a.holder(key); h != "node1" || !n1.e.Leading(key) {
+		t.Errorf("holder %s, want node1 to keep it", h)
+	}
+}
+
+// Rendezvous ranks spread Services evenly and give every node a distinct
+// rank per Service.
+func TestRendezvousSpread(t *testing.T) {
+	for _, nodes := range []int{3, 10} {
+		count := map[string]int{}
+		for i := range 200 {
+			best, bestScore := "", uint64(0)
+			for j := range nodes {
+				name := fmt.Sprintf("node%d", j+1)
+				if s := score(svc(i), name); best == "" || s > bestScore {
+					best, bestScore = name, s
+				}
+			}
+			count[best]++
+		}
+		lo, hi := 200, 0
+		for j := range nodes {
+			c := count[fmt.Sprintf("node%d", j+1)]
+			lo, hi = min(lo, c), max(hi, c)
+		}
+		if float64(hi) > 1.5*float64(lo)+float64(nodes) {
+			t.Errorf("%d nodes: busiest %d, least busy %d Services of 200", nodes, hi, lo)
+		}
+	}
+}
+
+// The node ranked r waits r × RankDelay before taking a free Service.
+func TestRankDelay(t *testing.T) {
+	a := newAPI(t)
+	clk := clocktest.New(t0)
+	key := web
+	for i := 0; score(key, "node2") < score(key, "node1"); i++ {
+		key = svc(i)
+	}
+	// node2 ranks first but is not a candidate; node1 is second.
+	a.put(ns, NodeLeaseName("node2"), "node2", "j", Mode, "5s/3s/1s", t0)
+	n1 := newNode(t, a, clk, "node1", "i1")
+	n1.start()
+	n1.waitFor("node1's heartbeat", func() bool { return a.get(ns, NodeLeaseName("node1")) != nil })
+	n1.e.Campaign(key)
+	settle()
+	if h, _ := a.holder(key); h != "" {
+		t.Fatalf("taken by %s before the rank delay", h)
+	}
+	clk.Step(100 * time.Millisecond)
+	n1.waitFor("node1 leading after one rank delay", func() bool { return n1.e.Leading(key) })
+}
+
+// Another agent's mode or durations are reported, never adopted.
+func TestMismatchReported(t *testing.T) {
+	a := newAPI(t)
+	clk := clocktest.New(t0)
+	var mu sync.Mutex
+	got := map[string]string{}
+	n := newNode(t, a, clk, "node1", "i1", func(c *Config) {
+		c.OnMismatch = func(node, detail string) { mu.Lock(); got[node] = detail; mu.Unlock() }
+	})
+	n.start()
+	a.put(ns, NodeLeaseName("node2"), "node2", "j", Mode, "1s/700ms/300ms", t0)
+	a.put(ns, NodeLeaseName("node3"), "node3", "k", "", "", t0)
+	a.put("default", "kubevip-other", "node4", "m", "", "", t0)
+	n.waitFor("three reports", func() bool { mu.Lock(); defer mu.Unlock(); return len(got) == 3 })
+	want := map[string]string{
+		"node2": `node node2 runs lease durations "1s/700ms/300ms", this agent 5s/3s/1s`,
+		"node3": `node node3 runs election mode "", this agent runs node`,
+		"node4": "node node4 holds Service Lease default/kubevip-other in per-Service mode, this agent runs node",
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("reports (-want +got):\n%s", diff)
+	}
+}
+
+// Resign releases the Lease (holder "") so another node takes over at once.
+func TestResignReleases(t *testing.T) {
+	a := newAPI(t)
+	clk := clocktest.New(t0)
+	n := newNode(t, a, clk, "node1", "i1")
+	n.e.Campaign(web)
+	n.start()
+	n.waitFor("leading", func() bool { return n.e.Leading(web) })
+	if err := n.e.Resign(context.Background(), web); err != nil {
+		t.Fatal(err)
+	}
+	if h, _ := a.holder(web); h != "" || n.e.Leading(web) {
+		t.Errorf("after Resign: holder %q, leading %v", h, n.e.Leading(web))
+	}
+}
+
+func TestConfigValidation(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		ld, rd time.Duration
+		ok     bool
+	}{
+		{"defaults", 0, 0, true},
+		{"sub-second", time.Second, 700 * time.Millisecond, true},
+		{"renew deadline not below the lease", time.Second, time.Second, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := Config{Identity: "n", Instance: "i", NodeNamespace: ns, LeaseDuration: tt.ld, RenewDeadline: tt.rd, RetryPeriod: 100 * time.Millisecond}
+			if err := c.defaults(); (err == nil) != tt.ok {
+				t.Errorf("defaults() = %v, want ok %v", err, tt.ok)
+			}
+		})
+	}
+}
