@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -18,6 +19,10 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/yaml"
+
+	"github.com/vigil-lb/vigil/pkg/crdconfig"
+	"github.com/vigil-lb/vigil/pkg/lbconfig"
+	"github.com/vigil-lb/vigil/pkg/metallb"
 )
 
 // Names and paths shared by the generated manifests.
@@ -43,6 +48,11 @@ type manifestOptions struct {
 	renewDeadline   int
 	retryPeriod     int
 	arp             bool
+	bgp             bool
+	bgpAS           string
+	bgpPeers        string
+	kv              manifestKubevip
+	members         bool
 }
 
 // defaultImage is the image of this build: Version's tag, or latest for a
@@ -65,7 +75,35 @@ func newManifestCommand() *cobra.Command {
 		"Print a static Pod for control-plane nodes (kubeconfig from "+adminKubeconfig+")", podManifest))
 	cmd.AddCommand(newManifestSubcommand("daemonset",
 		"Print a ServiceAccount, ClusterRole, ClusterRoleBinding and DaemonSet", daemonSetManifest))
+	cmd.AddCommand(newCRDsCommand(), newMetalLBCRDsCommand())
 	return cmd
+}
+
+// newCRDsCommand prints the BGP configuration CRDs (manifests/bgp-crds.yaml).
+func newCRDsCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "crds",
+		Short: "Print the BGPPeer, BGPAdvertisement, BFDProfile and L2Advertisement CRDs (vigil.io; the IPPool CRD is manifests/ippool-crd.yaml)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			_, err := cmd.OutOrStdout().Write(crdconfig.CRDs)
+			return err
+		},
+	}
+}
+
+// newMetalLBCRDsCommand prints MetalLB's CRDs as vigil serves them
+// (manifests/metallb-crds.yaml), for clusters without MetalLB.
+func newMetalLBCRDsCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "metallb-crds",
+		Short: "Print CRDs for MetalLB's kinds (metallb.io), schema-compatible with MetalLB's, for clusters without MetalLB (optional)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			_, err := cmd.OutOrStdout().Write(metallb.CRDs)
+			return err
+		},
+	}
 }
 
 func newManifestSubcommand(use, short string, build func(*manifestOptions) ([]runtime.Object, error)) *cobra.Command {
@@ -75,6 +113,7 @@ func newManifestSubcommand(use, short string, build func(*manifestOptions) ([]ru
 		Short: short,
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.bgpDefaults(cmd.Flags())
 			if err := o.validate(); err != nil {
 				return err
 			}
@@ -105,6 +144,25 @@ func addManifestFlags(fs *pflag.FlagSet, o *manifestOptions) {
 	fs.IntVar(&o.leaseDuration, "lease-duration", 5, "Lease duration, seconds")
 	fs.IntVar(&o.renewDeadline, "renew-deadline", 3, "renew deadline, seconds")
 	fs.IntVar(&o.retryPeriod, "retry-period", 1, "renew interval, seconds")
+	fs.BoolVar(&o.bgp, "bgp", false, "advertise VIPs by BGP from every eligible node (ECMP): sets --service-election=false and --arp=false unless given")
+	fs.StringVar(&o.bgpAS, "bgp-as", "65000", "this cluster's AS number (bgp_as)")
+	fs.StringVar(&o.bgpPeers, "bgp-peers", "", "BGP peers in kube-vip's bgp_peers form (or use BGPPeer objects)")
+	addKubevipManifestFlags(fs, &o.kv)
+	fs.BoolVar(&o.members, "members", false, "LAN liveness (vigil_members): keep VIPs through an API server outage; the key comes from the Secret "+membersSecret+" (key "+membersSecretKey+") that you create")
+}
+
+// bgpDefaults: with --bgp every eligible node advertises (no election) and
+// nothing is announced by ARP, unless the flags say otherwise.
+func (o *manifestOptions) bgpDefaults(fs *pflag.FlagSet) {
+	if !o.bgp {
+		return
+	}
+	if !fs.Changed("service-election") {
+		o.serviceElection = false
+	}
+	if !fs.Changed("arp") {
+		o.arp = false
+	}
 }
 
 // validate rejects manifests whose agent would refuse to start.
@@ -112,12 +170,20 @@ func (o *manifestOptions) validate() error {
 	if strings.TrimSpace(o.image) == "" {
 		return errors.New("--image must not be empty")
 	}
+	if o.bgp {
+		if _, err := parseASN("--bgp-as", o.bgpAS); err != nil {
+			return err
+		}
+		if _, err := lbconfig.ParseKubeVIPPeers(o.bgpPeers); o.bgpPeers != "" && err != nil {
+			return fmt.Errorf("--bgp-peers: %w", err)
+		}
+	}
 	if errs := validation.IsDNS1123Label(o.namespace); len(errs) > 0 {
 		return fmt.Errorf("--namespace %q: %s", o.namespace, strings.Join(errs, "; "))
 	}
 	m := managerDefaults()
 	m.nodeName = "manifest" // set from spec.nodeName at run time
-	m.leaseDuration, m.renewDeadline, m.retryPeriod = o.leaseDuration, o.renewDeadline, o.retryPeriod
+	m.leaseDuration, m.renewDeadline, m.retryPeriod = time.Duration(o.leaseDuration)*time.Second, time.Duration(o.renewDeadline)*time.Second, time.Duration(o.retryPeriod)*time.Second
 	if err := m.validate(); err != nil {
 		return fmt.Errorf("the generated manager would not start: %w", err)
 	}
@@ -147,9 +213,10 @@ func envName(flag string) (string, error) {
 }
 
 // envVar is one manager setting for the container: a value, or a fieldRef
-// when value is empty and field is set.
+// when value is empty and field is set, or a Secret's key when secret is
+// set ("name/key").
 type envVar struct {
-	flag, value, field string
+	flag, value, field, secret string
 }
 
 func containerEnv(vars []envVar) ([]corev1.EnvVar, error) {
@@ -162,6 +229,10 @@ func containerEnv(vars []envVar) ([]corev1.EnvVar, error) {
 		e := corev1.EnvVar{Name: name, Value: v.value}
 		if v.field != "" {
 			e.ValueFrom = &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: v.field}}
+		}
+		if name, key, ok := strings.Cut(v.secret, "/"); ok {
+			e.ValueFrom = &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
+				LocalObjectReference: corev1.LocalObjectReference{Name: name}, Key: key}}
 		}
 		out = append(out, e)
 	}
@@ -189,6 +260,14 @@ func (o *manifestOptions) settingsEnv() []envVar {
 	if o.allocator {
 		vars = append(vars, envVar{flag: "allocator", value: "true"})
 	}
+	if o.bgp {
+		vars = append(vars, envVar{flag: "bgp", value: "true"}, envVar{flag: "bgp-as", value: o.bgpAS})
+		if o.bgpPeers != "" {
+			vars = append(vars, envVar{flag: "bgp-peers", value: o.bgpPeers})
+		}
+	}
+	vars = append(vars, o.kv.env()...)
+	vars = append(vars, o.membersEnv()...)
 	return append(vars,
 		envVar{flag: "prometheus-server", value: ":" + strconv.Itoa(metricsPort)},
 		envVar{flag: "node-name", field: "spec.nodeName"},
@@ -229,7 +308,11 @@ func (o *manifestOptions) podSpec(extra ...envVar) (corev1.PodSpec, error) {
 			ImagePullPolicy: corev1.PullIfNotPresent,
 			Args:            []string{"manager"},
 			Env:             podEnv(env),
+			// uid 0 (the image's user is 65532) with every capability
+			// dropped but two: Kubernetes gives a non-root container its
+			// added capabilities only in the bounding set.
 			SecurityContext: &corev1.SecurityContext{
+				RunAsUser: new(int64(0)),
 				Capabilities: &corev1.Capabilities{
 					Add:  []corev1.Capability{"NET_ADMIN", "NET_RAW"},
 					Drop: []corev1.Capability{"ALL"},
@@ -271,18 +354,21 @@ func podManifest(o *manifestOptions) ([]runtime.Object, error) {
 
 // ClusterRoleRules are the permissions the manager needs, and no more.
 func ClusterRoleRules() []rbacv1.PolicyRule {
-	return []rbacv1.PolicyRule{
+	return append([]rbacv1.PolicyRule{
 		{APIGroups: []string{""}, Resources: []string{"services"}, Verbs: []string{"get", "list", "watch", "patch"}},
 		{APIGroups: []string{""}, Resources: []string{"services/status"}, Verbs: []string{"update", "patch"}},
 		{APIGroups: []string{"discovery.k8s.io"}, Resources: []string{"endpointslices"}, Verbs: []string{"list", "watch"}},
-		{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"get", "list", "watch", "create", "update"}},
+		// Node eligibility: the exclude-from-external-load-balancers label
+		// and the NetworkUnavailable condition.
+		{APIGroups: []string{""}, Resources: []string{"nodes"}, Verbs: []string{"get", "list", "watch"}},
+		{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"get", "list", "watch", "create", "update", "delete"}},
 		{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"create", "patch", "update"}},
 		// The allocator (svc_allocator / vigil allocator): pools, and only
 		// kube-vip-cloud-provider's ConfigMap of all ConfigMaps.
 		{APIGroups: []string{"vigil.io"}, Resources: []string{"ippools"}, Verbs: []string{"get", "list", "watch"}},
 		{APIGroups: []string{"vigil.io"}, Resources: []string{"ippools/status"}, Verbs: []string{"update", "patch"}},
 		{APIGroups: []string{""}, Resources: []string{"configmaps"}, ResourceNames: []string{"kubevip"}, Verbs: []string{"get", "list", "watch"}},
-	}
+	}, append(crdconfig.ClusterRoleRules(), metallb.ClusterRoleRules()...)...)
 }
 
 // daemonSetManifest runs vigil on every Linux node, control planes included,
@@ -303,12 +389,24 @@ func daemonSetManifest(o *manifestOptions) ([]runtime.Object, error) {
 		&rbacv1.ClusterRole{
 			TypeMeta:   metav1.TypeMeta{APIVersion: rbacv1.SchemeGroupVersion.String(), Kind: "ClusterRole"},
 			ObjectMeta: meta(""),
-			Rules:      ClusterRoleRules(),
+			Rules:      append(ClusterRoleRules(), o.kv.rules()...),
 		},
 		&rbacv1.ClusterRoleBinding{
 			TypeMeta:   metav1.TypeMeta{APIVersion: rbacv1.SchemeGroupVersion.String(), Kind: "ClusterRoleBinding"},
 			ObjectMeta: meta(""),
 			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: manifestName},
+			Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: manifestName, Namespace: o.namespace}},
+		},
+		// BGPPeer password Secrets: get, in vigil's own namespace only.
+		&rbacv1.Role{
+			TypeMeta:   metav1.TypeMeta{APIVersion: rbacv1.SchemeGroupVersion.String(), Kind: "Role"},
+			ObjectMeta: meta(o.namespace),
+			Rules:      crdconfig.SecretRoleRules(),
+		},
+		&rbacv1.RoleBinding{
+			TypeMeta:   metav1.TypeMeta{APIVersion: rbacv1.SchemeGroupVersion.String(), Kind: "RoleBinding"},
+			ObjectMeta: meta(o.namespace),
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: manifestName},
 			Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: manifestName, Namespace: o.namespace}},
 		},
 		&appsv1.DaemonSet{

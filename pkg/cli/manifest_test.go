@@ -3,15 +3,19 @@ package cli
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
+
 	"github.com/spf13/pflag"
+	"github.com/vigil-lb/vigil/pkg/crdconfig"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -76,8 +80,10 @@ func checkGenerated(t *testing.T, path, want string) {
 func checkedInManifests() map[string][]string {
 	const image = "--image=ghcr.io/vigil-lb/vigil:latest"
 	return map[string][]string{
-		"manifests/daemonset.yaml": {"manifest", "daemonset", image},
-		"manifests/pod.yaml":       {"manifest", "pod", image},
+		"manifests/daemonset.yaml":    {"manifest", "daemonset", image},
+		"manifests/pod.yaml":          {"manifest", "pod", image},
+		"manifests/bgp-crds.yaml":     {"manifest", "crds"},
+		"manifests/metallb-crds.yaml": {"manifest", "metallb-crds"},
 	}
 }
 
@@ -134,7 +140,7 @@ func TestManifestsDecodeStrictly(t *testing.T) {
 			for _, p := range requiredFieldProblems(objs) {
 				t.Error(p)
 			}
-			want := []string{"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "DaemonSet"}
+			want := []string{"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "DaemonSet"}
 			if args[1] == "pod" {
 				want = []string{"Pod"}
 			}
@@ -266,7 +272,10 @@ func envOf(t *testing.T, args ...string) []string {
 		}
 		for _, e := range spec.Containers[0].Env {
 			v := e.Value
-			if e.ValueFrom != nil {
+			switch {
+			case e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil:
+				v = "secret:" + e.ValueFrom.SecretKeyRef.Name + "/" + e.ValueFrom.SecretKeyRef.Key
+			case e.ValueFrom != nil:
 				v = "fieldRef:" + e.ValueFrom.FieldRef.FieldPath
 			}
 			out = append(out, e.Name+"="+v)
@@ -326,7 +335,7 @@ func TestManifestEnvIsWhatTheManagerReads(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := []any{o.services, o.perService, o.iface, o.leaseDuration, o.renewDeadline, o.retryPeriod, o.arp, o.prometheus, o.kubeconfig}
-	want := []any{true, false, "eth1", 9, 6, 2, false, ":2112", "/etc/kubernetes/admin.conf"}
+	want := []any{true, false, "eth1", 9 * time.Second, 6 * time.Second, 2 * time.Second, false, ":2112", "/etc/kubernetes/admin.conf"}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("manager options (-want +got):\n%s", diff)
 	}
@@ -425,17 +434,25 @@ func TestClusterRoleRules(t *testing.T) {
 		{APIGroups: []string{""}, Resources: []string{"services"}, Verbs: []string{"get", "list", "watch", "patch"}},
 		{APIGroups: []string{""}, Resources: []string{"services/status"}, Verbs: []string{"update", "patch"}},
 		{APIGroups: []string{"discovery.k8s.io"}, Resources: []string{"endpointslices"}, Verbs: []string{"list", "watch"}},
-		{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"get", "list", "watch", "create", "update"}},
+		{APIGroups: []string{""}, Resources: []string{"nodes"}, Verbs: []string{"get", "list", "watch"}},
+		{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"get", "list", "watch", "create", "update", "delete"}},
 		{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"create", "patch", "update"}},
 		{APIGroups: []string{"vigil.io"}, Resources: []string{"ippools"}, Verbs: []string{"get", "list", "watch"}},
 		{APIGroups: []string{"vigil.io"}, Resources: []string{"ippools/status"}, Verbs: []string{"update", "patch"}},
 		{APIGroups: []string{""}, Resources: []string{"configmaps"}, ResourceNames: []string{"kubevip"}, Verbs: []string{"get", "list", "watch"}},
 	}
+	want = append(want, crdconfig.ClusterRoleRules()...)
+	// MetalLB's objects and legacy ConfigMap: read only.
+	want = append(want,
+		rbacv1.PolicyRule{APIGroups: []string{"metallb.io"}, Resources: []string{"ipaddresspools", "communities", "bfdprofiles", "bgppeers", "bgpadvertisements", "l2advertisements"}, Verbs: []string{"list", "watch"}},
+		rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"configmaps"}, ResourceNames: []string{"config"}, Verbs: []string{"list", "watch"}},
+		rbacv1.PolicyRule{APIGroups: []string{"admissionregistration.k8s.io"}, Resources: []string{"validatingwebhookconfigurations"}, Verbs: []string{"list"}})
 	if diff := cmp.Diff(want, ClusterRoleRules()); diff != "" {
 		t.Errorf("rules (-want +got):\n%s", diff)
 	}
 	for _, r := range ClusterRoleRules() {
-		if slices.Contains(r.Verbs, "*") || slices.Contains(r.Resources, "*") || slices.Contains(r.Verbs, "delete") {
+		// delete only on leases: the Leases of deleted Services (issue 11).
+		if slices.Contains(r.Verbs, "*") || slices.Contains(r.Resources, "*") || (slices.Contains(r.Verbs, "delete") && !slices.Equal(r.Resources, []string{"leases"})) {
 			t.Errorf("rule %+v is broader than needed", r)
 		}
 	}
@@ -476,8 +493,8 @@ func TestManifestValidate(t *testing.T) {
 		{name: "defaults", change: func(*manifestOptions) {}},
 		{name: "empty image", change: func(o *manifestOptions) { o.image = " " }, wantErr: "--image must not be empty"},
 		{name: "bad namespace", change: func(o *manifestOptions) { o.namespace = "Kube_System" }, wantErr: `--namespace "Kube_System"`},
-		{name: "renew deadline not below lease duration", change: func(o *manifestOptions) { o.renewDeadline = 5 }, wantErr: "vip_renewdeadline (5) must be shorter than vip_leaseduration (5)"},
-		{name: "retry period not below renew deadline", change: func(o *manifestOptions) { o.retryPeriod = 3 }, wantErr: "vip_retryperiod (3) must be shorter"},
+		{name: "renew deadline not below lease duration", change: func(o *manifestOptions) { o.renewDeadline = 5 }, wantErr: "vip_renewdeadline (5s) must be shorter than vip_leaseduration (5s)"},
+		{name: "retry period not below renew deadline", change: func(o *manifestOptions) { o.retryPeriod = 3 }, wantErr: "vip_retryperiod (3s) must be shorter"},
 		{name: "zero lease duration", change: func(o *manifestOptions) { o.leaseDuration = 0 }, wantErr: "must be positive"},
 	}
 	for _, tt := range tests {
@@ -566,6 +583,31 @@ func TestConfigurationDocNamesEveryVariable(t *testing.T) {
 	for _, e := range envNames(managerSettings(&managerOptions{})) {
 		if !bytes.Contains(raw, []byte("`"+e+"`")) {
 			t.Errorf("%s does not mention `%s`", docPath, e)
+		}
+	}
+}
+
+// vigil manifest --bgp renders the ECMP configuration: no election, no ARP
+// (unless asked for), BGP on with the peers; bad BGP flags are refused.
+func TestManifestBGP(t *testing.T) {
+	out := run(t, "manifest", "daemonset", "--bgp", "--bgp-peers", "198.18.0.254:65001")
+	for _, want := range []string{"name: svc_election\n          value: \"false\"", "name: vip_arp\n          value: \"false\"",
+		"name: bgp_enable\n          value: \"true\"", "name: bgp_peers\n          value: 198.18.0.254:65001"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("manifest lacks %q", want)
+		}
+	}
+	out = run(t, "manifest", "daemonset", "--bgp", "--service-election=true")
+	if !strings.Contains(out, "name: svc_election\n          value: \"true\"") {
+		t.Error("--service-election=true given with --bgp was overridden")
+	}
+	for _, args := range [][]string{{"--bgp", "--bgp-as", "0"}, {"--bgp", "--bgp-peers", "bogus"}} {
+		cmd := newRoot()
+		cmd.SetArgs(append([]string{"manifest", "daemonset"}, args...))
+		cmd.SetOut(io.Discard)
+		cmd.SetErr(io.Discard)
+		if err := cmd.Execute(); err == nil {
+			t.Errorf("manifest %v: no error", args)
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/spf13/pflag"
@@ -169,10 +170,29 @@ func TestManagerValidate(t *testing.T) {
 		{name: "no node name", change: func(o *managerOptions) { o.nodeName = "" }, wantErr: "no node name"},
 		{name: "zero lease duration", change: func(o *managerOptions) { o.leaseDuration = 0 }, wantErr: "must be positive"},
 		{name: "negative retry period", change: func(o *managerOptions) { o.retryPeriod = -1 }, wantErr: "must be positive"},
-		{name: "renew deadline equal to lease duration", change: func(o *managerOptions) { o.leaseDuration, o.renewDeadline = 3, 3 }, wantErr: "vip_renewdeadline (3) must be shorter than vip_leaseduration (3)"},
-		{name: "renew deadline above lease duration", change: func(o *managerOptions) { o.renewDeadline = 10 }, wantErr: "vip_renewdeadline (10) must be shorter than vip_leaseduration (5)"},
-		{name: "retry period equal to renew deadline", change: func(o *managerOptions) { o.retryPeriod = 3 }, wantErr: "vip_retryperiod (3) must be shorter than vip_renewdeadline (3)"},
-		{name: "longer timings", change: func(o *managerOptions) { o.leaseDuration, o.renewDeadline, o.retryPeriod = 15, 10, 2 }},
+		{name: "renew deadline equal to lease duration", change: func(o *managerOptions) { o.leaseDuration, o.renewDeadline = 3*time.Second, 3*time.Second }, wantErr: "vip_renewdeadline (3s) must be shorter than vip_leaseduration (3s)"},
+		{name: "renew deadline above lease duration", change: func(o *managerOptions) { o.renewDeadline = 10 * time.Second }, wantErr: "vip_renewdeadline (10s) must be shorter than vip_leaseduration (5s)"},
+		{name: "retry period equal to renew deadline", change: func(o *managerOptions) { o.retryPeriod = 3 * time.Second }, wantErr: "vip_retryperiod (3s) must be shorter than vip_renewdeadline (3s)"},
+		{name: "longer timings", change: func(o *managerOptions) {
+			o.leaseDuration, o.renewDeadline, o.retryPeriod = 15*time.Second, 10*time.Second, 2*time.Second
+		}},
+		{name: "node mode with a lease too short for the dead man's switch", change: func(o *managerOptions) {
+			o.perService, o.election.mode = true, "node"
+			o.leaseDuration, o.renewDeadline, o.retryPeriod = time.Second, 700*time.Millisecond, 300*time.Millisecond
+		}, wantErr: "vip_leaseduration=1s is too short for node mode"},
+		{name: "node mode with sub-second durations", change: func(o *managerOptions) {
+			o.perService, o.election.mode = true, "node"
+			o.leaseDuration, o.renewDeadline, o.retryPeriod = 4500*time.Millisecond, 2500*time.Millisecond, 700*time.Millisecond
+		}},
+		{name: "sub-second timings in service mode", change: func(o *managerOptions) {
+			o.leaseDuration, o.renewDeadline, o.retryPeriod = time.Second, 700*time.Millisecond, 300*time.Millisecond
+		}},
+		{name: "lease rounding down to the renew deadline in service mode", change: func(o *managerOptions) {
+			o.leaseDuration, o.renewDeadline, o.retryPeriod = 1500*time.Millisecond, 1200*time.Millisecond, 300*time.Millisecond
+		}, wantErr: "vip_leaseduration=1.5s is written to the Lease as 1s"},
+		{name: "node election mode", change: func(o *managerOptions) { o.perService, o.election.mode = true, "node" }},
+		{name: "node election mode with one shared lease", change: func(o *managerOptions) { o.election.mode = "node" }, wantErr: "vigil_election_mode=node needs svc_election=true"},
+		{name: "unknown election mode", change: func(o *managerOptions) { o.perService, o.election.mode = true, "gossip" }, wantErr: `vigil_election_mode="gossip"`},
 		{name: "zero arp rate", change: func(o *managerOptions) { o.arpRate = 0 }, wantErr: "vip_arpRate must be positive"},
 		{name: "dhcp mode ipv4", change: func(o *managerOptions) { o.dhcpMode = "ipv4" }},
 		{name: "dhcp mode ipv6", change: func(o *managerOptions) { o.dhcpMode = "ipv6" }, wantErr: "IPv4 addresses from DHCP only"},
@@ -205,7 +225,7 @@ func TestManagerValidate(t *testing.T) {
 func TestManagerDefaults(t *testing.T) {
 	o := managerDefaults()
 	got := []any{o.services, o.perService, o.leaseName, o.leaseNamespace, o.leaseDuration, o.renewDeadline, o.retryPeriod, o.arp, o.arpRate, o.prometheus, o.stateFile}
-	want := []any{true, false, "plndr-svcs-lock", "kube-system", 5, 3, 1, true, 3000, ":2112", "/run/vigil/vips.json"}
+	want := []any{true, false, "plndr-svcs-lock", "kube-system", 5 * time.Second, 3 * time.Second, time.Second, true, 3000, ":2112", "/run/vigil/vips.json"}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("defaults (-want +got):\n%s", diff)
 	}

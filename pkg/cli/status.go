@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -16,25 +17,29 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/duration"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/vigil-lb/vigil/pkg/agent"
 	"github.com/vigil-lb/vigil/pkg/kube"
+	"github.com/vigil-lb/vigil/pkg/nodestatus"
 )
 
 // statusOptions is what `vigil status` reads from flags and environment.
 type statusOptions struct {
-	kubeconfig string
-	namespace  string
-	all        bool
+	kubeconfig     string
+	namespace      string
+	all            bool
+	leaseNamespace string
 }
 
 func statusSettings(o *statusOptions) []setting {
 	return []setting{
 		// KUBECONFIG (a path list) is read by clientcmd's loading rules.
 		{"kubeconfig", []string{"k8s_config_file"}, "kubeconfig path (default: $KUBECONFIG, then ~/.kube/config, then in-cluster)", str(&o.kubeconfig, "")},
+		{"lease-namespace", []string{"vip_leasenamespace"}, "namespace of the agents' node Leases, for the BGP PEERS table", str(&o.leaseNamespace, "kube-system")},
 	}
 }
 
@@ -43,7 +48,7 @@ func newStatusCommand() *cobra.Command {
 	table := statusSettings(o)
 	cmd := &cobra.Command{
 		Use:   "status",
-		Short: "Show each LoadBalancer Service's VIPs, Lease holder and state",
+		Short: "Show each LoadBalancer Service's VIPs, Lease holder and state, and each node's BGP peers",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := applyEnv(cmd.Flags(), table, os.LookupEnv); err != nil {
@@ -87,7 +92,22 @@ func runStatus(ctx context.Context, w io.Writer, o *statusOptions) error {
 	if err != nil {
 		return err
 	}
-	return renderStatus(w, svcs, leases, time.Now())
+	nodes, err := listNodePeers(ctx, client, o.leaseNamespace)
+	if err := renderStatus(w, svcs, leases, nodes, err, time.Now()); err != nil {
+		return err
+	}
+	return renderMembers(w, listMembers(ctx, client, o.leaseNamespace))
+}
+
+// listNodePeers reads the BGP sessions every agent published on its node
+// Lease in namespace.
+func listNodePeers(ctx context.Context, client kubernetes.Interface, namespace string) ([]nodestatus.Node, error) {
+	sel := labels.Set{nodestatus.ManagedByLabel: nodestatus.ManagedByValue}.String()
+	leases, err := client.CoordinationV1().Leases(namespace).List(ctx, metav1.ListOptions{LabelSelector: sel})
+	if err != nil {
+		return nil, fmt.Errorf("list node leases in %s: %w", namespace, err)
+	}
+	return nodestatus.Read(leases.Items), nil
 }
 
 // listStatus lists the Services and Leases of namespace ("" = all).
@@ -203,15 +223,87 @@ func serviceState(svc *corev1.Service) string {
 	return "NotAnnounced"
 }
 
-// renderStatus writes the status table.
-func renderStatus(w io.Writer, svcs []corev1.Service, leases []coordinationv1.Lease, now time.Time) error {
+// renderStatus writes the VIP table, then the PEERS table when any node
+// published BGP sessions (or why they could not be read: nodesErr).
+func renderStatus(w io.Writer, svcs []corev1.Service, leases []coordinationv1.Lease, nodes []nodestatus.Node, nodesErr error, now time.Time) error {
 	tw := tabwriter.NewWriter(w, 0, 8, 3, ' ', 0)
 	fmt.Fprintln(tw, "NAMESPACE\tSERVICE\tVIP(S)\tHOLDER\tLEASE AGE\tSTATE")
 	for _, r := range statusRows(svcs, leases, now) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Namespace, r.Service, r.VIPs, r.Holder, r.LeaseAge, r.State)
 	}
 	if err := tw.Flush(); err != nil {
+		return wrapWrite(err)
+	}
+	switch {
+	case nodesErr != nil:
+		_, err := fmt.Fprintf(w, "\nPEERS: %v\n", nodesErr)
+		return wrapWrite(err)
+	case len(nodes) == 0:
+		return nil // no node runs BGP
+	}
+	return renderPeers(w, nodes, now)
+}
+
+// renderPeers writes the PEERS table after a blank line.
+func renderPeers(w io.Writer, nodes []nodestatus.Node, now time.Time) error {
+	tw := tabwriter.NewWriter(w, 0, 8, 3, ' ', 0)
+	fmt.Fprintln(tw, "\nNODE\tPEER\tASN\tSTATE\tUPTIME\tPREFIXES\tLAST ERROR")
+	for _, r := range peerRows(nodes, now) {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Node, r.Peer, r.ASN, r.State, r.Uptime, r.Prefixes, r.LastError)
+	}
+	return wrapWrite(tw.Flush())
+}
+
+func wrapWrite(err error) error {
+	if err != nil {
 		return fmt.Errorf("write status: %w", err)
 	}
 	return nil
+}
+
+// peerRow is one line of the PEERS table.
+type peerRow struct {
+	Node, Peer, ASN, State, Uptime, Prefixes, LastError string
+}
+
+// peerRows describes every node's sessions, by node then peer. UPTIME is
+// how long the session has been in its state (its up time when
+// established). A node without sessions, or whose record is unreadable,
+// gets one line saying so.
+func peerRows(nodes []nodestatus.Node, now time.Time) []peerRow {
+	var rows []peerRow
+	for _, n := range nodes {
+		switch {
+		case n.Err != nil:
+			rows = append(rows, peerRow{n.Name, "-", "-", "Unknown", "-", "-", n.Err.Error()})
+			continue
+		case len(n.Peers) == 0:
+			rows = append(rows, peerRow{n.Name, "-", "-", "NoPeers", "-", "-", "-"})
+			continue
+		}
+		peers := slices.Clone(n.Peers)
+		slices.SortFunc(peers, func(a, b nodestatus.Peer) int { return strings.Compare(a.Peer, b.Peer) })
+		for _, p := range peers {
+			rows = append(rows, peerRow{
+				Node: n.Name, Peer: p.Peer, ASN: strconv.FormatUint(uint64(p.ASN), 10), State: p.State,
+				Uptime: sinceAge(p.Since, now), Prefixes: strconv.Itoa(p.Prefixes), LastError: orDash(p.LastError),
+			})
+		}
+	}
+	return rows
+}
+
+// sinceAge is the time since t ("-" when unknown; 0s when ahead of now).
+func sinceAge(t, now time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return duration.HumanDuration(max(now.Sub(t), 0))
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }

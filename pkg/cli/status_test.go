@@ -2,6 +2,9 @@ package cli
 
 import (
 	"bytes"
+	"context"
+	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +13,9 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/fake"
+
+	"github.com/vigil-lb/vigil/pkg/nodestatus"
 )
 
 func lbService(ns, name string, change func(*corev1.Service)) corev1.Service {
@@ -170,7 +176,7 @@ func TestRenderStatus(t *testing.T) {
 	}
 	leases := []coordinationv1.Lease{lease("default", "kubevip-web", "node-a", &renewed)}
 	var out bytes.Buffer
-	if err := renderStatus(&out, svcs, leases, now); err != nil {
+	if err := renderStatus(&out, svcs, leases, nil, nil, now); err != nil {
 		t.Fatal(err)
 	}
 	want := strings.Join([]string{
@@ -181,6 +187,137 @@ func TestRenderStatus(t *testing.T) {
 	}, "\n")
 	if diff := cmp.Diff(want, out.String()); diff != "" {
 		t.Errorf("output (-want +got):\n%s", diff)
+	}
+}
+
+func TestPeerRows(t *testing.T) {
+	now := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
+	up := nodestatus.Peer{Peer: "198.18.0.254", ASN: 65001, State: "established", Since: now.Add(-5*time.Minute - 20*time.Second), Prefixes: 3}
+	tests := []struct {
+		name  string
+		nodes []nodestatus.Node
+		want  []peerRow
+	}{
+		{name: "no nodes"},
+		{
+			name:  "one session up",
+			nodes: []nodestatus.Node{{Name: "node1", Peers: []nodestatus.Peer{up}}},
+			want:  []peerRow{{"node1", "198.18.0.254", "65001", "established", "5m20s", "3", "-"}},
+		},
+		{
+			name: "peers sorted per node; down, never seen and ahead of this clock",
+			nodes: []nodestatus.Node{
+				{Name: "node1", Peers: []nodestatus.Peer{
+					{Peer: "fd00:1ab::fe", ASN: 4200000000, State: "active", Since: now.Add(-90 * time.Second), LastError: "hold timer expired"},
+					{Peer: "198.18.0.253", ASN: 65002, State: "idle"},
+					{Peer: "198.18.0.254", ASN: 65001, State: "established", Since: now.Add(3 * time.Second), Prefixes: 1},
+				}},
+			},
+			want: []peerRow{
+				{"node1", "198.18.0.253", "65002", "idle", "-", "0", "-"},
+				{"node1", "198.18.0.254", "65001", "established", "0s", "1", "-"},
+				{"node1", "fd00:1ab::fe", "4200000000", "active", "90s", "0", "hold timer expired"},
+			},
+		},
+		{
+			name: "a node without peers and one with an unreadable record",
+			nodes: []nodestatus.Node{
+				{Name: "node1", Peers: []nodestatus.Peer{}},
+				{Name: "node2", Err: errors.New("nodestatus: vigil.io/bgp-peers: invalid character")},
+				{Name: "node3", Peers: []nodestatus.Peer{up}},
+			},
+			want: []peerRow{
+				{"node1", "-", "-", "NoPeers", "-", "-", "-"},
+				{"node2", "-", "-", "Unknown", "-", "-", "nodestatus: vigil.io/bgp-peers: invalid character"},
+				{"node3", "198.18.0.254", "65001", "established", "5m20s", "3", "-"},
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if diff := cmp.Diff(tt.want, peerRows(tt.nodes, now)); diff != "" {
+				t.Errorf("rows (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// The PEERS table follows the VIP table when nodes published sessions; a
+// failed read says why; with no node records there is no table.
+func TestRenderStatusPeers(t *testing.T) {
+	now := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
+	svcs := []corev1.Service{lbService("default", "web", func(s *corev1.Service) {
+		s.Annotations = map[string]string{"kube-vip.io/loadbalancerIPs": "192.0.2.10"}
+		announced(metav1.ConditionTrue, "Announced")(s)
+	})}
+	vipTable := []string{
+		"NAMESPACE   SERVICE   VIP(S)       HOLDER   LEASE AGE   STATE",
+		"default     web       192.0.2.10   -        -           Announced",
+	}
+	nodes := []nodestatus.Node{
+		{Name: "node1", Peers: []nodestatus.Peer{{Peer: "198.18.0.254", ASN: 65001, State: "established", Since: now.Add(-3 * time.Hour), Prefixes: 1}}},
+		{Name: "node2", Peers: []nodestatus.Peer{{Peer: "198.18.0.254", ASN: 65001, State: "active", LastError: "connection refused"}}},
+	}
+	tests := []struct {
+		name     string
+		nodes    []nodestatus.Node
+		nodesErr error
+		want     []string
+	}{
+		{name: "no BGP", want: vipTable},
+		{
+			name:  "two nodes",
+			nodes: nodes,
+			want: append(slices.Clone(vipTable), "",
+				"NODE    PEER           ASN     STATE         UPTIME   PREFIXES   LAST ERROR",
+				"node1   198.18.0.254   65001   established   3h       1          -",
+				"node2   198.18.0.254   65001   active        -        0          connection refused"),
+		},
+		{
+			name:     "leases unreadable",
+			nodesErr: errors.New("list node leases in kube-system: forbidden"),
+			want:     append(slices.Clone(vipTable), "", "PEERS: list node leases in kube-system: forbidden"),
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out bytes.Buffer
+			if err := renderStatus(&out, svcs, nil, tt.nodes, tt.nodesErr, now); err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(strings.Join(tt.want, "\n")+"\n", out.String()); diff != "" {
+				t.Errorf("output (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// listNodePeers reads only vigil's Leases of the lease namespace.
+func TestListNodePeers(t *testing.T) {
+	labelled := func(ns, name, peers string) *coordinationv1.Lease {
+		l := lease(ns, name, "-", nil)
+		l.Labels = map[string]string{"app.kubernetes.io/managed-by": "vigil"}
+		l.Annotations = map[string]string{"vigil.io/bgp-peers": peers}
+		return &l
+	}
+	foreign := labelled("kube-system", "vigil-node-node9", "[]")
+	foreign.Labels = nil
+	client := fake.NewClientset(
+		labelled("kube-system", "vigil-node-node2", `[{"peer":"198.18.0.254","asn":65001,"state":"established","prefixes":1}]`),
+		labelled("kube-system", "vigil-node-node1", "[]"),
+		labelled("other", "vigil-node-node3", "[]"),
+		foreign,
+	)
+	got, err := listNodePeers(context.Background(), client, "kube-system")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []nodestatus.Node{
+		{Name: "node1", Peers: []nodestatus.Peer{}},
+		{Name: "node2", Peers: []nodestatus.Peer{{Peer: "198.18.0.254", ASN: 65001, State: "established", Prefixes: 1}}},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("nodes (-want +got):\n%s", diff)
 	}
 }
 

@@ -1,0 +1,165 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/vigil-lb/vigil/pkg/agent"
+	"github.com/vigil-lb/vigil/pkg/election"
+	"github.com/vigil-lb/vigil/pkg/heartbeat"
+	"github.com/vigil-lb/vigil/pkg/netif"
+)
+
+// electionOptions chooses how per-Service elections are run.
+type electionOptions struct {
+	mode   string // "service" (one renewed Lease per Service) or "node" (pkg/heartbeat)
+	spread bool   // per-Service mode: rendezvous rank delay, spread renewals, renewals before acquisitions
+}
+
+// Per-Service mode's spread settings (with vigil_election_spread).
+const (
+	rankDelay    = 100 * time.Millisecond
+	maxAcquiring = 16
+)
+
+func electionSettings(o *electionOptions) []setting {
+	return []setting{
+		{"election-mode", []string{"vigil_election_mode"}, "per-Service election: service (each Service Lease renewed) or node (one heartbeat Lease per node; Service Leases written on ownership change only; needs svc_election=true)", str(&o.mode, "service")},
+		{"election-spread", []string{"vigil_election_spread"}, "service mode: free Leases go first to the node ranked highest by rendezvous hashing (100 ms per rank), renewals spread over the period, acquisitions back off while renewals fail (false: first writer wins)", boolean(&o.spread, true)},
+	}
+}
+
+// validate checks the mode against the other settings. In service mode
+// followers read a holder's lease from leaseDurationSeconds (whole seconds,
+// rounded down by the writer): that must still end after the holder's renew
+// deadline, or a follower could take over while the holder still announces.
+// Node mode carries the exact durations in an annotation.
+func (o *electionOptions) validate(perService bool, lease, renew, retry time.Duration) error {
+	switch {
+	case o.mode == "service" && max(lease.Truncate(time.Second), time.Second) <= renew:
+		return fmt.Errorf("vip_leaseduration=%v is written to the Lease as %v (whole seconds), not longer than vip_renewdeadline=%v: use whole seconds, or vigil_election_mode=node for sub-second leases", lease, max(lease.Truncate(time.Second), time.Second), renew)
+	case o.mode != "service" && o.mode != "node":
+		return fmt.Errorf("vigil_election_mode=%q: service or node", o.mode)
+	case o.mode == "node" && !perService:
+		return errors.New("vigil_election_mode=node needs svc_election=true: with one shared Lease there is nothing per Service to save")
+	case o.mode == "node" && lease-min(lease/3, retry) < deadMansSwitch:
+		return fmt.Errorf("vip_leaseduration=%v is too short for node mode: a VIP's kernel lifetime ends %v before the lease, counted from a heartbeat up to %v old; use at least %v",
+			lease, deadMansSwitch, min(lease/3, retry), minNodeLease(retry))
+	}
+	return nil
+}
+
+// deadMansSwitch is the shortest term a holder needs left to bind a VIP
+// with a kernel lifetime that ends before anyone may take over: the agent's
+// margin before the expiry (1s), the kernel's lapse slack, the dataplane's
+// bind budget (200ms) and the shortest kernel lifetime (1s, its
+// granularity).
+const deadMansSwitch = time.Second + netif.LapseSlack + 200*time.Millisecond + time.Second
+
+// minNodeLease is the shortest lease node mode accepts with retry period
+// retry (heartbeats every min(lease/3, retry)).
+func minNodeLease(retry time.Duration) time.Duration {
+	return max(deadMansSwitch+retry, deadMansSwitch*3/2).Round(100 * time.Millisecond)
+}
+
+// runElector is what the manager runs and the agent consumes, in either
+// mode.
+type runElector interface {
+	agent.Elector
+	Run(context.Context) error
+	HasSynced() bool
+}
+
+// seconds is a flag value that takes kube-vip's whole seconds ("5") or a Go
+// duration ("700ms").
+type seconds struct{ d *time.Duration }
+
+func (s seconds) String() string {
+	if s.d == nil {
+		return ""
+	}
+	if *s.d%time.Second == 0 {
+		return strconv.Itoa(int(*s.d / time.Second))
+	}
+	return s.d.String()
+}
+
+func (s seconds) Set(v string) error {
+	v = strings.TrimSpace(v)
+	if n, err := strconv.Atoi(v); err == nil {
+		*s.d = time.Duration(n) * time.Second
+		return nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return fmt.Errorf("%q is neither whole seconds nor a duration such as 700ms", v)
+	}
+	*s.d = d
+	return nil
+}
+
+func (seconds) Type() string { return "duration" }
+
+func secondsOrDuration(p *time.Duration, def time.Duration) func(*pflag.FlagSet, string, string) {
+	return func(fs *pflag.FlagSet, n, u string) {
+		*p = def
+		fs.Var(seconds{p}, n, u)
+	}
+}
+
+// electorConfig is the per-Service elector's configuration from the
+// settings.
+func (m *manager) electorConfig() election.Config {
+	o := m.o
+	return election.Config{
+		Identity: o.nodeName, Instance: instanceID(),
+		LeaseDuration: o.leaseDuration, RenewDeadline: o.renewDeadline, RetryPeriod: o.retryPeriod,
+		Namespace:      o.leaseInformerNamespace(),
+		RankDelay:      rankDelay * time.Duration(btoi(o.election.spread)),
+		SpreadRenewals: o.election.spread,
+		Peers:          m.eligibleNodes,
+		MaxAcquiring:   maxAcquiring * btoi(o.election.spread),
+		// A Lease kube-vip held is taken once its addresses are silent.
+		Silent: func(ctx context.Context, k election.Key) bool { return m.ag != nil && m.ag.Silent(ctx, k) },
+	}
+}
+
+// eligibleNodes are the nodes the per-Service elector ranks (the agent's
+// Node cache; the agent is built after the elector, and asked only once
+// it runs).
+func (m *manager) eligibleNodes() []string {
+	if m.ag == nil {
+		return nil
+	}
+	return m.ag.EligibleNodes()
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// heartbeatElector builds the node-heartbeat elector: node Leases in the
+// lease namespace, so the informer spans it and the Service namespace.
+func (m *manager) heartbeatElector(leaseClient kubernetes.Interface, cfg election.Config) (runElector, error) {
+	o := m.o
+	ns := ""
+	if o.namespace != "" && o.namespace == o.leaseNamespace {
+		ns = o.namespace
+	}
+	return heartbeat.New(heartbeat.Config{
+		Identity: cfg.Identity, Instance: cfg.Instance,
+		LeaseDuration: cfg.LeaseDuration, RenewDeadline: cfg.RenewDeadline, RetryPeriod: cfg.RetryPeriod,
+		NodeNamespace: o.leaseNamespace, Namespace: ns,
+		Keeper: cfg.Keeper, Kept: cfg.Kept, // LAN liveness: the same rules as per-Service mode
+	}, leaseClient, func(k election.Key) { m.ag.LeaseChanged(k) }, m.log)
+}

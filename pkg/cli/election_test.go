@@ -1,0 +1,63 @@
+package cli
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/spf13/pflag"
+)
+
+// The lease settings take kube-vip's whole seconds and Go durations; a bad
+// value stops start-up naming the variable.
+func TestLeaseDurationSettings(t *testing.T) {
+	tests := []struct {
+		name    string
+		env     map[string]string
+		args    []string
+		want    [3]time.Duration
+		wantErr string
+	}{
+		{name: "defaults", want: [3]time.Duration{5 * time.Second, 3 * time.Second, time.Second}},
+		{name: "kube-vip whole seconds", env: map[string]string{"vip_leaseduration": "15", "vip_renewdeadline": "10", "vip_retryperiod": "2"},
+			want: [3]time.Duration{15 * time.Second, 10 * time.Second, 2 * time.Second}},
+		{name: "Go durations", env: map[string]string{"vip_leaseduration": "1s", "vip_renewdeadline": "700ms", "vip_retryperiod": "300ms"},
+			want: [3]time.Duration{time.Second, 700 * time.Millisecond, 300 * time.Millisecond}},
+		{name: "flag as a duration", args: []string{"--lease-duration=1500ms"}, want: [3]time.Duration{1500 * time.Millisecond, 3 * time.Second, time.Second}},
+		{name: "fractional seconds without a unit", env: map[string]string{"vip_leaseduration": "1.5"}, wantErr: "vip_leaseduration"},
+		{name: "words", env: map[string]string{"vip_retryperiod": "soon"}, wantErr: "vip_retryperiod"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o := &managerOptions{}
+			table := managerSettings(o)
+			fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
+			register(fs, table)
+			if err := fs.Parse(tt.args); err != nil {
+				t.Fatal(err)
+			}
+			err := applyEnv(fs, table, func(k string) (string, bool) { v, ok := tt.env[k]; return v, ok })
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("error %v, want one naming %s", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tt.want, [3]time.Duration{o.leaseDuration, o.renewDeadline, o.retryPeriod}); diff != "" {
+				t.Errorf("durations (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestSecondsString(t *testing.T) {
+	for d, want := range map[time.Duration]string{5 * time.Second: "5", 700 * time.Millisecond: "700ms", 1500 * time.Millisecond: "1.5s"} {
+		if got := (seconds{&d}).String(); got != want {
+			t.Errorf("seconds(%v) = %q, want %q", d, got, want)
+		}
+	}
+}
