@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs what the lab needs on Debian/Ubuntu (as root): iproute2, arping,
 # ndisc6, tcpdump, dnsmasq, miniupnpd (nftables build), miniupnpc, busybox,
-# nftables, make. Go must already be installed. Idempotent.
+# nftables, make; buildah and qemu-user-static for make image. Go must
+# already be installed. Idempotent.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
-pkgs=(iproute2 iputils-ping iputils-arping ndisc6 tcpdump dnsmasq-base busybox nftables miniupnpd-nftables miniupnpc make)
+pkgs=(gcc libc6-dev iproute2 iputils-ping iputils-arping ndisc6 tcpdump dnsmasq-base busybox nftables miniupnpd-nftables miniupnpc make bird2 frr buildah qemu-user-static)
 need=()
 for pkg in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")

@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"net/netip"
 	"os/exec"
 	"slices"
 	"strings"
@@ -214,7 +215,14 @@ func TestFailover(t *testing.T) {
 func TestPartitionedHolderWithdrawsFirst(t *testing.T) {
 	c := newCluster(t, 3)
 	c.startAll()
-	vip := mustAddr("198.18.0.107")
+	c.partitionedHolderWithdrawsFirst(mustAddr("198.18.0.107"))
+}
+
+// partitionedHolderWithdrawsFirst cuts vip's holder from the API (LAN up):
+// the old holder's last announcement comes before the new holder's first,
+// and back on the API it does not grab the VIP again.
+func (c *cluster) partitionedHolderWithdrawsFirst(vip netip.Addr) {
+	t := c.t
 	c.watchBound(vip.String())
 	holder := c.announced("web", vip)
 	capture, err := c.n.StartCapture(c.ctx)

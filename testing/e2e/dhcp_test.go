@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -243,4 +244,36 @@ func TestDHCPExpiry(t *testing.T) {
 	if ip2 != ip || mac2 != mac {
 		t.Errorf("after dnsmasq came back: %s %s, want %s %s", ip2, mac2, ip, mac)
 	}
+}
+
+// Found by the fault campaign (issue 14): a SIGSTOPped holder of a DHCP
+// Service kept its leased address on its macvlan while the next leader
+// leased the same address (same MAC): two holders until SIGCONT. The
+// address now lapses with the holder's term, as a static VIP does: at no
+// 25 ms sample do two nodes hold it, and the stopped node no longer holds it
+// once another node does.
+func TestStalledDHCPHolderLapses(t *testing.T) {
+	c, _ := dhcpCluster(t, 3)
+	c.setEndpoints("web", c.allNodes()...)
+	c.createService("web", []string{"0.0.0.0"})
+	ip, _ := c.dhcpAddr("web", 10*time.Second)
+	holders := c.nodesWith(ip)
+	if len(holders) != 1 {
+		t.Fatalf("%s held by %v, want one node", ip, holders)
+	}
+	holder := holders[0]
+	c.watchBound(ip.String())
+	if err := c.agents[holder].Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.agents[holder].Signal(syscall.SIGCONT) })
+	stopped := time.Now()
+	var now []string
+	if err := lab.WaitFor(c.ctx, 20*time.Second, func() bool {
+		now = c.nodesWith(ip)
+		return len(now) == 1 && now[0] != holder
+	}); err != nil {
+		t.Fatalf("%s held by %v %v after SIGSTOP of %s, want another node alone", ip, now, time.Since(stopped), holder)
+	}
+	t.Logf("SIGSTOP %s: %s took %s over after %v", holder, now[0], ip, time.Since(stopped))
 }

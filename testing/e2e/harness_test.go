@@ -58,9 +58,12 @@ func vigilBin(t *testing.T) string {
 }
 
 // newCluster builds a lab with n nodes and a fresh namespace; agents are not
-// started (startAll / startAgent).
+// started (startAll / startAgent). $VIGIL_E2E_AGENT_ENV (space-separated
+// variables, e.g. "vigil_election_mode=node") goes to every agent first:
+// it reruns the lab tests in another mode.
 func newCluster(t *testing.T, nodes int, env ...string) *cluster {
 	t.Helper()
+	env = append(strings.Fields(os.Getenv("VIGIL_E2E_AGENT_ENV")), env...)
 	lab.Require(t, cp)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	t.Cleanup(cancel)

@@ -39,7 +39,7 @@ func TestAgentRBACIsLeastPrivilege(t *testing.T) {
 		t.Fatal(err)
 	}
 	can := func(args ...string) string {
-		out, _ := exec.CommandContext(c.ctx, "kubectl", append([]string{"--kubeconfig", kc, "auth", "can-i"}, args...)...).CombinedOutput()
+		out, _ := exec.CommandContext(c.ctx, "kubectl", append([]string{"--kubeconfig", kc, "auth", "can-i"}, args...)...).Output() // stdout: the answer; warnings go to stderr
 		return strings.TrimSpace(string(out))
 	}
 	for _, tt := range []struct {
@@ -50,12 +50,15 @@ func TestAgentRBACIsLeastPrivilege(t *testing.T) {
 		{[]string{"patch", "services", "-n", c.ns}, "yes"},
 		{[]string{"update", "services", "--subresource=status", "-n", c.ns}, "yes"},
 		{[]string{"list", "endpointslices.discovery.k8s.io", "-A"}, "yes"},
+		{[]string{"watch", "nodes"}, "yes"},
+		{[]string{"patch", "nodes"}, "no"},
 		{[]string{"update", "leases.coordination.k8s.io", "-n", c.ns}, "yes"},
 		{[]string{"create", "events", "-n", c.ns}, "yes"},
 		{[]string{"delete", "services", "-n", c.ns}, "no"},
 		{[]string{"update", "services", "-n", c.ns}, "no"},
 		{[]string{"get", "secrets", "-n", c.ns}, "no"},
-		{[]string{"delete", "leases.coordination.k8s.io", "-n", c.ns}, "no"},
+		{[]string{"delete", "leases.coordination.k8s.io", "-n", c.ns}, "yes"},
+		{[]string{"patch", "leases.coordination.k8s.io", "-n", c.ns}, "no"},
 		{[]string{"create", "pods", "-n", c.ns}, "no"},
 	} {
 		if got := can(tt.args...); got != tt.want {

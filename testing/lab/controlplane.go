@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"syscall"
 	"time"
 
 	"k8s.io/client-go/kubernetes"
@@ -38,6 +39,9 @@ type ControlPlane struct {
 	pki       *pki
 	etcd      *Proc
 	apiserver *Proc
+	apiArgv   []string // how the API server was started (RestartAPIServer)
+	etcdArgv  []string // how etcd was started (RestartEtcd)
+	restarts  int
 }
 
 // Binaries returns the directory holding etcd and kube-apiserver, building
@@ -105,14 +109,13 @@ func StartControlPlane(ctx context.Context, parent string) (*ControlPlane, error
 
 	etcdURL := fmt.Sprintf("http://127.0.0.1:%d", etcdClient)
 	peerURL := fmt.Sprintf("http://127.0.0.1:%d", etcdPeer)
-	cp.etcd, err = startProc("etcd", "", filepath.Join(dir, "etcd.log"), nil,
-		filepath.Join(bin, "etcd"),
-		"--name=lab", "--data-dir="+filepath.Join(dir, "etcd"),
-		"--listen-client-urls="+etcdURL, "--advertise-client-urls="+etcdURL,
-		"--listen-peer-urls="+peerURL, "--initial-advertise-peer-urls="+peerURL,
-		"--initial-cluster=lab="+peerURL,
-		"--unsafe-no-fsync", "--log-level=warn")
-	if err != nil {
+	cp.etcdArgv = []string{filepath.Join(bin, "etcd"),
+		"--name=lab", "--data-dir=" + filepath.Join(dir, "etcd"),
+		"--listen-client-urls=" + etcdURL, "--advertise-client-urls=" + etcdURL,
+		"--listen-peer-urls=" + peerURL, "--initial-advertise-peer-urls=" + peerURL,
+		"--initial-cluster=lab=" + peerURL,
+		"--unsafe-no-fsync", "--log-level=warn"}
+	if cp.etcd, err = startProc("etcd", "", filepath.Join(dir, "etcd.log"), nil, cp.etcdArgv...); err != nil {
 		return nil, err
 	}
 
@@ -127,22 +130,22 @@ func StartControlPlane(ctx context.Context, parent string) (*ControlPlane, error
 	if err != nil {
 		return nil, err
 	}
-	cp.apiserver, err = startProc("kube-apiserver", "", filepath.Join(dir, "apiserver.log"), nil,
-		filepath.Join(bin, "kube-apiserver"),
-		"--etcd-servers="+etcdURL,
+	cp.apiArgv = []string{filepath.Join(bin, "kube-apiserver"),
+		"--etcd-servers=" + etcdURL,
 		"--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
 		fmt.Sprintf("--secure-port=%d", cp.Port),
-		"--cert-dir="+filepath.Join(dir, "certs"),
-		"--tls-cert-file="+srvCert, "--tls-private-key-file="+srvKey,
-		"--client-ca-file="+cp.pki.path("ca.crt"),
+		"--cert-dir=" + filepath.Join(dir, "certs"),
+		"--tls-cert-file=" + srvCert, "--tls-private-key-file=" + srvKey,
+		"--client-ca-file=" + cp.pki.path("ca.crt"),
 		"--service-account-issuer=https://kubernetes.default.svc",
-		"--service-account-key-file="+saPub,
-		"--service-account-signing-key-file="+saKey,
+		"--service-account-key-file=" + saPub,
+		"--service-account-signing-key-file=" + saKey,
 		"--api-audiences=https://kubernetes.default.svc",
 		"--service-cluster-ip-range=10.96.0.0/12,fd00:10:96::/112",
 		"--endpoint-reconciler-type=none",
 		"--authorization-mode=RBAC",
-		"--profiling=false")
+		"--profiling=false"}
+	cp.apiserver, err = startProc("kube-apiserver", "", filepath.Join(dir, "apiserver.log"), nil, cp.apiArgv...)
 	if err != nil {
 		return nil, err
 	}
@@ -248,6 +251,14 @@ func (cp *ControlPlane) Stop() {
 	}
 }
 
+// RestartAPIServer stops the API server (SIGTERM) and starts it again with
+// the same flags (etcd keeps running), then waits until it is ready. Its log
+// continues in apiserver-<n>.log.
+func (cp *ControlPlane) RestartAPIServer(ctx context.Context) error {
+	cp.apiserver.Stop(10 * time.Second)
+	return cp.StartAPIServer(ctx)
+}
+
 // APIServerLog returns the API server's output (for failure messages).
 func (cp *ControlPlane) APIServerLog() string { return cp.apiserver.Log() }
 
@@ -276,3 +287,51 @@ func tail(s string, n int) string {
 	}
 	return "…" + s[len(s)-n:]
 }
+
+// KillAPIServer kills the API server (SIGKILL, as a crashed or upgraded
+// control plane does); etcd keeps running. StartAPIServer brings it back.
+func (cp *ControlPlane) KillAPIServer() {
+	cp.apiserver.Kill()
+}
+
+// StopAPIServer stops kube-apiserver (SIGTERM, then SIGKILL after 5 s); etcd
+// keeps running. StartAPIServer brings it back on the same port.
+func (cp *ControlPlane) StopAPIServer() {
+	cp.apiserver.Stop(5 * time.Second)
+}
+
+// StartAPIServer starts the API server again with the same flags after
+// KillAPIServer or StopAPIServer and waits until it is ready. Its log
+// continues in apiserver-<n>.log.
+func (cp *ControlPlane) StartAPIServer(ctx context.Context) error {
+	cp.restarts++
+	p, err := startProc("kube-apiserver", "", filepath.Join(cp.Dir, fmt.Sprintf("apiserver-%d.log", cp.restarts)), nil, cp.apiArgv...)
+	if err != nil {
+		return fmt.Errorf("start kube-apiserver: %w", err)
+	}
+	cp.apiserver = p
+	return cp.waitReady(ctx, 60*time.Second)
+}
+
+// StopEtcd stops etcd (SIGSTOP) while the API server stays up: every read
+// and write that needs storage hangs until ContinueEtcd.
+func (cp *ControlPlane) StopEtcd() error { return cp.etcd.Signal(syscall.SIGSTOP) }
+
+// ContinueEtcd resumes etcd after StopEtcd.
+func (cp *ControlPlane) ContinueEtcd() error { return cp.etcd.Signal(syscall.SIGCONT) }
+
+// RestartEtcd stops etcd and starts it again on its data directory, then
+// waits until the API server is ready again.
+func (cp *ControlPlane) RestartEtcd(ctx context.Context) error {
+	cp.etcd.Stop(5 * time.Second)
+	p, err := startProc("etcd", "", filepath.Join(cp.Dir, "etcd.log"), nil, cp.etcdArgv...)
+	if err != nil {
+		return err
+	}
+	cp.etcd = p
+	return cp.waitReady(ctx, 60*time.Second)
+}
+
+// APIServerRunning reports whether kube-apiserver is running (not stopped
+// by StopAPIServer, not exited).
+func (cp *ControlPlane) APIServerRunning() bool { return !cp.apiserver.Exited() }

@@ -110,10 +110,40 @@ func (n *Network) UPnPRootDesc() string {
 // StartUPnP runs miniupnpd (nftables backend) on the gateway, with the
 // nftables tables it expects and a STUN responder on the WAN host so that it
 // accepts the reserved 198.19.0.1 external address.
+//
+// Called again after the returned Proc was stopped (a gateway restart), it
+// only starts miniupnpd again: the STUN responder, the nftables tables and
+// the configuration of the first call stay.
 func (n *Network) StartUPnP(ctx context.Context, opts UPnPOptions) (*Proc, error) {
+	n.mu.Lock()
+	conf := n.upnpConf
+	n.mu.Unlock()
+	if conf == "" {
+		var err error
+		if conf, err = n.setupUPnP(ctx, opts); err != nil {
+			return nil, err
+		}
+	}
+	p, err := n.Start(n.Gateway, "miniupnpd", nil, "miniupnpd", "-d", "-f", conf,
+		"-P", filepath.Join(n.Dir, "miniupnpd.pid"))
+	if err != nil {
+		return nil, err
+	}
+	if err := WaitFor(ctx, 5*time.Second, func() bool {
+		out, _ := runIn(ctx, n.Gateway.NS, "ss", "-Htlpn", fmt.Sprintf("sport = :%d", UPnPPort))
+		return strings.Contains(out, "miniupnpd")
+	}); err != nil {
+		return nil, fmt.Errorf("miniupnpd not listening: %w\n%s", err, p.Log())
+	}
+	return p, nil
+}
+
+// setupUPnP starts the STUN responder, loads the nftables tables miniupnpd
+// expects and writes its configuration (returning the file).
+func (n *Network) setupUPnP(ctx context.Context, opts UPnPOptions) (string, error) {
 	stun, err := startSTUN(n.WAN.NS, netip.AddrPortFrom(n.WAN.IPv4, 3478))
 	if err != nil {
-		return nil, fmt.Errorf("STUN responder: %w", err)
+		return "", fmt.Errorf("STUN responder: %w", err)
 	}
 	n.onClose(stun.Close)
 	if err := nft(ctx, n.Gateway.NS, `table inet filter {
@@ -124,7 +154,7 @@ func (n *Network) StartUPnP(ctx context.Context, opts UPnPOptions) (*Proc, error
 	chain prerouting_miniupnpd { }
 	chain postrouting_miniupnpd { }
 }`); err != nil {
-		return nil, err
+		return "", err
 	}
 	secure := "no"
 	if opts.Secure {
@@ -145,20 +175,12 @@ ext_stun_port=3478
 allow 1-65535 198.18.0.0/24 1-65535
 deny 0-65535 0.0.0.0/0 0-65535
 `, UPnPPort, secure, n.WAN.IPv4)), 0o644); err != nil {
-		return nil, err
+		return "", err
 	}
-	p, err := n.Start(n.Gateway, "miniupnpd", nil, "miniupnpd", "-d", "-f", conf,
-		"-P", filepath.Join(n.Dir, "miniupnpd.pid"))
-	if err != nil {
-		return nil, err
-	}
-	if err := WaitFor(ctx, 5*time.Second, func() bool {
-		out, _ := runIn(ctx, n.Gateway.NS, "ss", "-Htlpn", fmt.Sprintf("sport = :%d", UPnPPort))
-		return strings.Contains(out, "miniupnpd")
-	}); err != nil {
-		return nil, fmt.Errorf("miniupnpd not listening: %w\n%s", err, p.Log())
-	}
-	return p, nil
+	n.mu.Lock()
+	n.upnpConf = conf
+	n.mu.Unlock()
+	return conf, nil
 }
 
 // Mapping is one UPnP port mapping on the gateway.

@@ -52,6 +52,7 @@ type Network struct {
 	namespaces []string
 	procs      []*Proc
 	closers    []func()
+	upnpConf   string // miniupnpd's configuration once StartUPnP ran
 }
 
 // Lab addressing.
@@ -67,8 +68,8 @@ func NewNetwork(ctx context.Context, dir string, opts Options) (n *Network, err 
 	if opts.Nodes == 0 {
 		opts.Nodes = 3
 	}
-	if opts.Nodes > 9 {
-		return nil, errors.New("lab: at most 9 nodes")
+	if opts.Nodes > 12 {
+		return nil, errors.New("lab: at most 12 nodes")
 	}
 	if _, err := exec.LookPath("ip"); err != nil {
 		return nil, fmt.Errorf("lab needs iproute2: %w", err)

@@ -1,0 +1,395 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"k8s.io/client-go/kubernetes"
+)
+
+// TestBenchScale is `make bench-scale` (issue 11): agents as processes in
+// lab namespaces against the lab's real API server, with 50, 200 and 1,000
+// Services on 3 nodes and 200 on 10 (VIGIL_BENCH_SCALE, e.g. "3x50,10x200",
+// overrides the rows). For each row it reports the time from the first
+// Service create until every VIP is bound on exactly one node (the create
+// calls' own time beside it), lease requests per second by verb over a
+// steady window (VIGIL_BENCH_WINDOW, default 30s) read from the API
+// server's apiserver_request_total{resource="leases"}, holder changes in
+// that window, agent RSS and CPU per node, VIPs per node (min/max) and the
+// crash failover of the node holding the most VIPs (agent killed, cable
+// pulled) until each of its VIPs is bound on another node. The election mode
+// and lease settings come from VIGIL_BENCH_ENV (space-separated agent
+// variables, e.g. "vigil_election_mode=node vip_leaseduration=1s"). It only
+// runs with VIGIL_BENCH_OUT set, and writes that file only if every row ran.
+func TestBenchScale(t *testing.T) {
+	out := os.Getenv("VIGIL_BENCH_OUT")
+	if out == "" {
+		t.Skip("benchmark: set VIGIL_BENCH_OUT=<file> (make bench-scale)")
+	}
+	rows, err := scaleRows(os.Getenv("VIGIL_BENCH_SCALE"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	window := 30 * time.Second
+	if w := os.Getenv("VIGIL_BENCH_WINDOW"); w != "" {
+		if window, err = time.ParseDuration(w); err != nil {
+			t.Fatalf("VIGIL_BENCH_WINDOW: %v", err)
+		}
+	}
+	env := strings.Fields(os.Getenv("VIGIL_BENCH_ENV"))
+	load := loadAvg()
+	var results []scaleResult
+	for _, r := range rows {
+		t.Run(fmt.Sprintf("%dnodes_%dsvcs", r.nodes, r.services), func(t *testing.T) {
+			res := scaleRun(t, r, window, env)
+			t.Logf("%+v", res)
+			results = append(results, res)
+		})
+	}
+	if t.Failed() || len(results) != len(rows) {
+		t.Fatal("not every row ran: no table written")
+	}
+	doc := scaleDoc(results, window, env, load, loadAvg())
+	t.Logf("\n%s", doc)
+	if err := os.WriteFile(out, []byte(doc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+type scaleRow struct{ nodes, services int }
+
+// scaleRows parses "3x50,3x200" (empty: the issue's four rows).
+func scaleRows(s string) ([]scaleRow, error) {
+	if s == "" {
+		return []scaleRow{{3, 50}, {3, 200}, {3, 1000}, {10, 200}}, nil
+	}
+	var rows []scaleRow
+	for _, f := range strings.Split(s, ",") {
+		n, m, ok := strings.Cut(strings.TrimSpace(f), "x")
+		nodes, err1 := strconv.Atoi(n)
+		svcs, err2 := strconv.Atoi(m)
+		if !ok || err1 != nil || err2 != nil || nodes < 2 || svcs < 1 || svcs > 1000 {
+			return nil, fmt.Errorf("VIGIL_BENCH_SCALE: %q is not <nodes ≥ 2>x<services 1..1000>", f)
+		}
+		rows = append(rows, scaleRow{nodes, svcs})
+	}
+	return rows, nil
+}
+
+type scaleResult struct {
+	row        scaleRow
+	api        time.Duration // first create sent → last create answered
+	announced  time.Duration // first create → every VIP bound on exactly one node (0: never)
+	boundAtEnd int           // VIPs bound on exactly one node when the wait ended
+	perVerb    map[string]float64
+	changes    int // holder changes seen during the steady window
+	rss, cpu   []float64
+	minVIPs    int
+	maxVIPs    int
+	crashHeld  int
+	crash      time.Duration // 0: not every VIP came back within the wait
+}
+
+// scaleRun runs one row in a fresh lab.
+func scaleRun(t *testing.T, r scaleRow, window time.Duration, env []string) scaleResult {
+	c := newCluster(t, r.nodes, append([]string{"vigil_log_level=info"}, env...)...)
+	for _, n := range c.allNodes() {
+		c.createNode(n) // as in a real cluster: the elector ranks the eligible Nodes
+	}
+	c.startAll()
+	cs := unthrottledClient(t)
+	links := nodeLinks(t, c)
+	if err := parallel(r.services, func(i int) error { return createBigSlice(c, cs, i) }); err != nil {
+		t.Fatal(err)
+	}
+	res := scaleResult{row: r}
+	first := time.Now()
+	if err := parallel(r.services, func(i int) error { return createBigService(c, cs, i) }); err != nil {
+		t.Fatal(err)
+	}
+	res.api = time.Since(first)
+	var holders map[netip.Addr]string
+	err := waitEvery(c.ctx, 50*time.Millisecond, 2*time.Minute, func() bool {
+		holders = boundVIPs(t, links, r.services, nil)
+		return len(holders) == r.services
+	})
+	res.boundAtEnd = len(holders)
+	if err == nil {
+		res.announced = time.Since(first)
+	}
+	time.Sleep(5 * time.Second) // settle: acquisitions done, renewals only
+	res.steady(t, c, cs, links, window)
+	res.crashFailover(t, c, links)
+	return res
+}
+
+// steady measures lease requests, holder changes, CPU and RSS over window.
+func (res *scaleResult) steady(t *testing.T, c *cluster, cs kubernetes.Interface, links map[string]*netlink.Handle, window time.Duration) {
+	before, err := leaseRequests(c.ctx, cs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cpu0 := agentCPU(t, c)
+	start := time.Now()
+	prev := boundVIPs(t, links, res.row.services, nil)
+	for time.Since(start) < window {
+		time.Sleep(250 * time.Millisecond)
+		cur := boundVIPs(t, links, res.row.services, nil)
+		for vip, n := range cur {
+			if p, ok := prev[vip]; !ok || p != n {
+				res.changes++
+			}
+		}
+		for vip := range prev {
+			if _, ok := cur[vip]; !ok {
+				res.changes++
+			}
+		}
+		prev = cur
+	}
+	elapsed := time.Since(start).Seconds()
+	after, err := leaseRequests(c.ctx, cs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.perVerb = map[string]float64{}
+	for verb, n := range after {
+		res.perVerb[verb] = (n - before[verb]) / elapsed
+	}
+	for i, ticks := range agentCPU(t, c) {
+		res.cpu = append(res.cpu, 100*(ticks-cpu0[i])/clockTicks/elapsed)
+	}
+	res.rss = (&bgpBench{t: t, c: c}).rss("VmRSS")
+	res.minVIPs, res.maxVIPs = spread(prev, c.allNodes())
+}
+
+// crashFailover kills the agent holding the most VIPs and pulls its cable,
+// then waits until each of its VIPs is bound on exactly one other node.
+func (res *scaleResult) crashFailover(t *testing.T, c *cluster, links map[string]*netlink.Handle) {
+	holders := boundVIPs(t, links, res.row.services, nil)
+	count := map[string]int{}
+	for _, n := range holders {
+		count[n]++
+	}
+	victim := ""
+	for _, n := range c.allNodes() {
+		if victim == "" || count[n] > count[victim] {
+			victim = n
+		}
+	}
+	res.crashHeld = count[victim]
+	start := time.Now()
+	c.crash(victim)
+	err := waitEvery(c.ctx, 20*time.Millisecond, time.Minute, func() bool {
+		now := boundVIPs(t, links, res.row.services, map[string]bool{victim: true})
+		for vip, n := range holders {
+			if n == victim && now[vip] == "" {
+				return false
+			}
+		}
+		return true
+	})
+	if err == nil {
+		res.crash = time.Since(start)
+	}
+}
+
+// waitEvery polls cond every period until it holds or within passes.
+func waitEvery(ctx context.Context, period, within time.Duration, cond func() bool) error {
+	ctx, cancel := context.WithTimeout(ctx, within)
+	defer cancel()
+	tick := time.NewTicker(period)
+	defer tick.Stop()
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+	return nil
+}
+
+// nodeLinks opens a netlink handle in every node's namespace.
+func nodeLinks(t *testing.T, c *cluster) map[string]*netlink.Handle {
+	out := map[string]*netlink.Handle{}
+	for _, h := range c.n.Nodes {
+		out[h.Name] = nsNetlink(t, h.NS)
+	}
+	return out
+}
+
+// boundVIPs maps each of the first n bench VIPs bound on exactly one node
+// (skipping the nodes in skip) to that node.
+func boundVIPs(t *testing.T, links map[string]*netlink.Handle, n int, skip map[string]bool) map[netip.Addr]string {
+	t.Helper()
+	on := map[netip.Addr][]string{}
+	for node, h := range links {
+		if skip[node] {
+			continue
+		}
+		addrs, err := h.AddrList(nil, netlink.FAMILY_V4)
+		if err != nil {
+			t.Fatalf("%s: %v", node, err)
+		}
+		for _, a := range addrs {
+			if ip, ok := netip.AddrFromSlice(a.IP.To4()); ok && bigVIPs.Contains(ip) {
+				on[ip] = append(on[ip], node)
+			}
+		}
+	}
+	out := map[netip.Addr]string{}
+	for i := range n {
+		if nodes := on[bigVIP(i)]; len(nodes) == 1 {
+			out[bigVIP(i)] = nodes[0]
+		}
+	}
+	return out
+}
+
+func spread(holders map[netip.Addr]string, nodes []string) (lo, hi int) {
+	count := map[string]int{}
+	for _, n := range holders {
+		count[n]++
+	}
+	var all []int
+	for _, n := range nodes {
+		all = append(all, count[n])
+	}
+	return slices.Min(all), slices.Max(all)
+}
+
+// leaseRequests reads the API server's own count of lease requests, summed
+// per verb over codes and scopes.
+func leaseRequests(ctx context.Context, cs kubernetes.Interface) (map[string]float64, error) {
+	raw, err := cs.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("API server /metrics: %w", err)
+	}
+	return parseLeaseRequests(string(raw))
+}
+
+// parseLeaseRequests sums apiserver_request_total samples with
+// resource="leases" by their verb label.
+func parseLeaseRequests(text string) (map[string]float64, error) {
+	out := map[string]float64{}
+	sc := bufio.NewScanner(strings.NewReader(text))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		rest, ok := strings.CutPrefix(line, "apiserver_request_total{")
+		if !ok || !strings.Contains(rest, `resource="leases"`) {
+			continue
+		}
+		labelsPart, value, ok := strings.Cut(rest, "} ")
+		if !ok {
+			return nil, fmt.Errorf("apiserver_request_total: malformed line %q", line)
+		}
+		v, err := strconv.ParseFloat(strings.Fields(value)[0], 64)
+		if err != nil {
+			return nil, fmt.Errorf("apiserver_request_total: %q: %w", line, err)
+		}
+		out[label(labelsPart, "verb")] += v
+	}
+	return out, sc.Err()
+}
+
+func label(labels, name string) string {
+	_, rest, ok := strings.Cut(","+labels, ","+name+`="`)
+	if !ok {
+		return ""
+	}
+	v, _, _ := strings.Cut(rest, `"`)
+	return v
+}
+
+// clockTicks is USER_HZ, the unit of utime/stime in /proc/<pid>/stat (100
+// on every Linux the lab runs on).
+const clockTicks = 100
+
+// agentCPU reads utime+stime (ticks) of every node's agent, in node order.
+func agentCPU(t *testing.T, c *cluster) []float64 {
+	t.Helper()
+	var out []float64
+	for _, h := range c.n.Nodes {
+		raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", c.agents[h.Name].Pid()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Fields after the ")" that ends the command name: state is the
+		// first, utime the 12th, stime the 13th.
+		_, rest, _ := strings.Cut(string(raw), ") ")
+		f := strings.Fields(rest)
+		if len(f) < 13 {
+			t.Fatalf("short /proc/pid/stat: %q", raw)
+		}
+		u, err1 := strconv.ParseFloat(f[11], 64)
+		s, err2 := strconv.ParseFloat(f[12], 64)
+		if err1 != nil || err2 != nil {
+			t.Fatalf("/proc/pid/stat: %q", raw)
+		}
+		out = append(out, u+s)
+	}
+	return out
+}
+
+func scaleDoc(results []scaleResult, window time.Duration, env []string, loadBefore, loadAfter string) string {
+	var b strings.Builder
+	b.WriteString("# bench-scale: Services per node count, per election mode\n\n")
+	fmt.Fprintf(&b, "`make bench-scale`; agent settings beyond the lab's: `%s`; steady window %v; load average before %s, after %s.\n\n",
+		strings.Join(env, " "), window, loadBefore, loadAfter)
+	b.WriteString("| nodes | Services | creates (API) | first create → all bound on one node | lease req/s by verb (steady) | holder changes (steady) | agent RSS MiB | agent CPU % | VIPs per node min/max | crash of busiest node (VIPs) → all bound again |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, r := range results {
+		announced := fmtDur(r.announced)
+		if r.announced == 0 {
+			announced = fmt.Sprintf("not all in 2 min (%d/%d)", r.boundAtEnd, r.row.services)
+		}
+		crash := fmtDur(r.crash)
+		if r.crash == 0 {
+			crash = "not all in 1 min"
+		}
+		fmt.Fprintf(&b, "| %d | %d | %s | %s | %s | %d | %s | %s | %d/%d | %s (%d) |\n",
+			r.row.nodes, r.row.services, fmtDur(r.api), announced, fmtVerbs(r.perVerb), r.changes,
+			fmtList(r.rss, "%.0f"), fmtList(r.cpu, "%.1f"), r.minVIPs, r.maxVIPs, crash, r.crashHeld)
+	}
+	b.WriteString(`
+- **bound**: a VIP counts once it is bound on exactly one node's eth0 (read over netlink every 50 ms; 20 ms after the crash; the crashed node is not read).
+- **lease req/s**: increase of the API server's ` + "`apiserver_request_total{resource=\"leases\"}`" + ` over the window, by verb (every client: the test itself sends none).
+- **holder changes**: VIPs whose single holder changed (or that stopped being bound) between two 250 ms samples during the window; 0 means no flap.
+- **CPU**: utime+stime of each agent over the window, in % of one core. **RSS**: VmRSS at the end of the window.
+`)
+	return b.String()
+}
+
+func fmtVerbs(m map[string]float64) string {
+	var verbs []string
+	for v := range m {
+		verbs = append(verbs, v)
+	}
+	slices.Sort(verbs)
+	var parts []string
+	for _, v := range verbs {
+		parts = append(parts, fmt.Sprintf("%s %.1f", v, m[v]))
+	}
+	return strings.Join(parts, ", ")
+}
+
+func fmtList(v []float64, f string) string {
+	var parts []string
+	for _, x := range v {
+		parts = append(parts, fmt.Sprintf(f, x))
+	}
+	return strings.Join(parts, " / ")
+}
