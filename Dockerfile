@@ -1,16 +1,41 @@
-# Static vigil binary on a distroless base. Needs NET_ADMIN + NET_RAW and
-# hostNetwork at run time (see manifests/).
-FROM golang:1.26 AS build
+# vigil's image: one static binary on an empty base, nothing else.
+#
+#   docker build -t vigil .                       # compiles in the golang stage
+#   docker buildx build --platform linux/amd64,linux/arm64 -t vigil .
+#
+# CI builds the same runtime stage without a Docker daemon or a registry:
+# `make image` (testing/image/build.sh) cross-compiles bin/linux-<arch>/vigil
+# with the host's Go and runs `buildah bud --target prebuilt`.
+#
+# The image's user is 65532 (nobody needs root to run `vigil version` or
+# `vigil manifest`). The agent itself runs as uid 0 with every capability
+# dropped but NET_ADMIN and NET_RAW (see docs/configuration.md, "Image"):
+# Kubernetes gives a non-root container its added capabilities only in the
+# bounding set, where the agent cannot use them.
+
+FROM --platform=$BUILDPLATFORM golang:1.26 AS build
+ARG TARGETOS=linux
+ARG TARGETARCH
+ARG VERSION=dev
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY cmd ./cmd
+COPY internal ./internal
 COPY pkg ./pkg
-ARG VERSION=dev
-RUN CGO_ENABLED=0 go build -trimpath \
+RUN CGO_ENABLED=0 GOOS=${TARGETOS} GOARCH=${TARGETARCH} go build -trimpath \
     -ldflags "-s -w -X github.com/vigil-lb/vigil/pkg/cli.Version=${VERSION}" \
     -o /out/vigil ./cmd/vigil
 
-FROM gcr.io/distroless/static-debian12
+# The runtime stage from a binary built outside (make image).
+FROM scratch AS prebuilt
+ARG TARGETARCH
+COPY bin/linux-${TARGETARCH}/vigil /usr/local/bin/vigil
+USER 65532:65532
+ENTRYPOINT ["/usr/local/bin/vigil"]
+
+# The default target: the same runtime stage from the build stage.
+FROM scratch
 COPY --from=build /out/vigil /usr/local/bin/vigil
+USER 65532:65532
 ENTRYPOINT ["/usr/local/bin/vigil"]
