@@ -17,18 +17,22 @@ func (j *fakeJanitor) DeleteUnheld(_ context.Context, k election.Key) error {
 }
 
 // The Lease of a deleted Service is cleaned up once no other node holds it;
-// a live Service's Lease, or one another node still holds, is left alone.
+// a live Service's Lease, or one another node still holds, is left alone,
+// and so is the Lease of a Service only this node's cache has not shown
+// yet (the API server still has it).
 func TestDeletedServiceLeaseCleanedUp(t *testing.T) {
 	const key = "default/web"
 	for _, tt := range []struct {
 		name        string
 		remove      bool
+		cacheOnly   bool // gone from this node's cache only, not from the API
 		heldByOther bool
 		want        []election.Key
 	}{
 		{name: "deleted, nobody holds it", remove: true, want: []election.Key{lease(key)}},
 		{name: "deleted, another node still holds it", remove: true, heldByOther: true},
 		{name: "not deleted", remove: false},
+		{name: "missing from a lagging cache only", remove: true, cacheOnly: true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newFixture(t, defaultConfig(), withEndpoints(service("web", vip10), nodeA)...)
@@ -36,7 +40,12 @@ func TestDeletedServiceLeaseCleanedUp(t *testing.T) {
 			f.a.janitor = j
 			f.el.leading[lease(key)] = true
 			f.mustSync(key)
-			if tt.remove {
+			switch {
+			case tt.remove && tt.cacheOnly:
+				if err := f.a.svcIndex.Delete(f.get(key)); err != nil {
+					t.Fatal(err)
+				}
+			case tt.remove:
 				f.remove(key)
 			}
 			f.el.leading[lease(key)] = false

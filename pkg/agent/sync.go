@@ -13,6 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/tools/cache"
 
@@ -463,6 +464,13 @@ func (a *Agent) leaseInUse(k election.Key) bool {
 // cleanUpLease deletes the Lease of a deleted Service once no node holds
 // it (this node resigned; another released it or is gone by our
 // observation). Every node may try; the guarded delete lets one succeed.
+//
+// A Service missing from this node's cache is not yet a deleted one: after
+// a watch outage the EndpointSlice (or Lease) informer may deliver before
+// the Service informer, and a Lease this node has not observed yet may be
+// held. Only the API server's own answer that the Service is gone counts;
+// deleting a live holder's Lease would let another node create it and
+// announce beside the holder (a chaos run caught exactly that).
 func (a *Agent) cleanUpLease(ctx context.Context, key string) error {
 	own := perServiceLease(key)
 	if a.janitor == nil || a.elector.Campaigning(own) || a.elector.HeldByOther(own) ||
@@ -471,7 +479,27 @@ func (a *Agent) cleanUpLease(ctx context.Context, key string) error {
 	}
 	dctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
+	switch gone, err := a.serviceGone(dctx, key); {
+	case err != nil:
+		return fmt.Errorf("lease clean-up %s: %w", key, err)
+	case !gone:
+		return nil
+	}
 	return a.janitor.DeleteUnheld(dctx, own)
+}
+
+// serviceGone asks the API server (not the cache) whether the Service key
+// no longer exists.
+func (a *Agent) serviceGone(ctx context.Context, key string) (bool, error) {
+	ns, name, _ := strings.Cut(key, "/")
+	_, err := a.client.CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		return true, nil
+	case err != nil:
+		return false, fmt.Errorf("read service %s: %w", key, err)
+	}
+	return false, nil
 }
 
 // transition records and reports this node starting or stopping to announce
