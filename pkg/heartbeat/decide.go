@@ -119,25 +119,39 @@ func (e *Elector) decideOther(key election.Key, c *cand, r svcRec, now time.Time
 }
 
 // holderDead reports whether r's holder has lost it by this node's
-// observation, and else until when it holds it. A node-mode holder lives
-// as long as its node Lease, with the instance that wrote r, changes within
-// its LeaseDuration; a record of another mode (a per-Service-mode agent)
-// lives by its own renewals, and is reported. mu held.
+// observation, and else until when it holds it. A per-Service-mode record
+// lives by its own renewals (and is reported). A node-mode holder lives as
+// long as its node Lease, with the instance that wrote r, changes within
+// its LeaseDuration — and never less than a LeaseDuration from this node's
+// sighting of r itself: a holder writes its Service Lease only while its
+// heartbeat is current, so a record newer than the node Lease record held
+// here proves that record stale (after an API server restart the relist
+// delivers kubevip-* Leases before vigil-heartbeat-* ones, and a holder
+// that re-asserted its Services must not look dead by its old heartbeat).
+// For the same reason a node Lease of another instance says the writer of
+// r is gone only if it was seen with or after r. mu held.
 func (e *Elector) holderDead(r svcRec, now time.Time) (bool, time.Time) {
 	if r.mode != Mode {
 		until := e.freshFrom(r.at).Add(r.dur)
 		return !now.Before(until), until
 	}
-	n := e.nodes[r.holder]
-	switch {
+	until := e.freshFrom(r.at).Add(e.cfg.LeaseDuration)
+	switch n := e.nodes[r.holder]; {
 	case n == nil:
-		until := e.freshFrom(r.at).Add(e.cfg.LeaseDuration) // no heartbeat at all: as long as a lease from our sighting
-		return !now.Before(until), until
-	case n.instance != r.instance:
+		// no heartbeat at all: as long as a lease from our sighting
+	case n.instance != r.instance && !n.at.Before(r.at):
 		return true, now // its writer is gone: a new instance runs on that node
+	case n.instance == r.instance:
+		until = later(until, e.freshFrom(n.at).Add(n.dur))
 	}
-	until := e.freshFrom(n.at).Add(n.dur)
 	return !now.Before(until), until
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // decideFree: nobody (alive) holds the Lease. The node ranked r among the

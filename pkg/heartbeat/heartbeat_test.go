@@ -2,12 +2,14 @@ package heartbeat
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -178,6 +180,57 @@ func TestStalledWatchDoesNotTakeOver(t *testing.T) {
 	if h, _ := a.holder(web); h != "node1" {
 		t.Errorf("node2 took over (%s) from a holder whose heartbeat only the GET showed", h)
 	}
+}
+
+// A holder that re-asserted its Service Lease is alive, whatever the node
+// Lease record held here says: after an API server restart the relist
+// shows kubevip-* Leases before vigil-heartbeat-* ones, so a follower may
+// see the re-asserted record while its record of the holder's heartbeat is
+// still the old, expired (and by GET confirmed) one. It must wait a
+// LeaseDuration from its sighting of the new record (the lab caught a
+// takeover there: one VIP on two nodes).
+func TestReassertedLeaseKeepsHolderAlive(t *testing.T) {
+	a := newAPI(t)
+	clk := clocktest.New(t0)
+	a.put(web.Namespace, web.Name, "node1", "i1", Mode, "", t0)
+	a.put(ns, NodeLeaseName("node1"), "node1", "i1", Mode, "5s/3s/1s", t0)
+	n2 := newNode(t, a, clk, "node2", "i2")
+	var once sync.Once
+	n2.cs.PrependReactor("update", "leases", func(ac k8stesting.Action) (bool, runtime.Object, error) {
+		l := ac.(k8stesting.UpdateAction).GetObject().(*coordinationv1.Lease)
+		if l.Name != web.Name {
+			return false, nil, nil
+		}
+		handled := false
+		once.Do(func() {
+			// node1 re-asserts first: node2's takeover loses a 409.
+			a.put(web.Namespace, web.Name, "node1", "i1", Mode, "", t0.Add(5*time.Second))
+			handled = true
+		})
+		if !handled {
+			return false, nil, nil
+		}
+		return true, nil, apierrors.NewConflict(leasesGV.GroupResource(), l.Name, errors.New("modified"))
+	})
+	n2.e.Campaign(web)
+	n2.start()
+	n2.waitFor("node1's node Lease observed", func() bool {
+		n2.e.mu.Lock()
+		defer n2.e.mu.Unlock()
+		return n2.e.nodes["node1"] != nil
+	})
+	clk.Step(5 * time.Second) // node1's heartbeat expired by node2's observation
+	n2.waitFor("the re-asserted record observed", func() bool {
+		n2.e.mu.Lock()
+		defer n2.e.mu.Unlock()
+		return n2.e.svcs[web].renew.Equal(t0.Add(5 * time.Second))
+	})
+	settle()
+	if h, _ := a.holder(web); h != "node1" || n2.e.Leading(web) {
+		t.Fatalf("node2 took over (holder %s) a Lease its holder re-asserted a moment ago", h)
+	}
+	clk.Step(5 * time.Second) // neither Lease changed for a LeaseDuration: node1 is gone
+	n2.waitFor("node2 leading after a LeaseDuration", func() bool { return n2.e.Leading(web) })
 }
 
 // A node Lease with a new instance means the Service Lease's writer is
