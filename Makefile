@@ -63,7 +63,7 @@ demo: build lab-binaries
 # The 5-minute API server outage with LAN liveness (issue 13; not in make
 # test): every VIP keeps answering from its node throughout.
 test-e2e-long: lab-binaries build
-	VIGIL_BIN=$(CURDIR)/$(BIN) VIGIL_E2E_LONG=1 $(GO) test -count=1 -tags e2e -timeout 20m -run 'TestAPIServerAwayFiveMinutes|TestHeartbeatAPIServerRestart' -v ./testing/e2e/
+	VIGIL_BIN=$(CURDIR)/$(BIN) VIGIL_E2E_LONG=1 $(GO) test -count=1 -tags e2e -timeout 20m -run 'TestAPIServerAwayFiveMinutes' -v ./testing/e2e/
 
 # Failover benchmark in the lab: 10 runs each of create -> first GARP, crash
 # failover and graceful handover; writes docs/bench-failover.md.

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"maps"
 	"net/netip"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -163,11 +162,6 @@ func TestHeartbeatTenNodesKillThree(t *testing.T) {
 // The API server restarted while Services are being created: afterwards
 // every VIP is bound on exactly one node again, never on two meanwhile.
 func TestHeartbeatAPIServerRestart(t *testing.T) {
-	if os.Getenv("VIGIL_E2E_LONG") == "" {
-		// Open bug (issue 11): in node-heartbeat mode (opt-in) one run of
-		// make test saw a VIP bound on two nodes across the restart.
-		t.Skip("node mode across an API server restart: known dual-bound VIP, under investigation; make test-e2e-long runs it")
-	}
 	c := newCluster(t, 3, heartbeatEnv...)
 	c.startAll()
 	cs := unthrottledClient(t)
