@@ -23,6 +23,9 @@ type electionOptions struct {
 	spread bool   // per-Service mode: rendezvous rank delay, spread renewals, renewals before acquisitions
 }
 
+// defaultElectionMode is vigil_election_mode when unset.
+const defaultElectionMode = "service"
+
 // Per-Service mode's spread settings (with vigil_election_spread).
 const (
 	rankDelay    = 100 * time.Millisecond
@@ -31,7 +34,7 @@ const (
 
 func electionSettings(o *electionOptions) []setting {
 	return []setting{
-		{"election-mode", []string{"vigil_election_mode"}, "per-Service election: service (each Service Lease renewed) or node (one heartbeat Lease per node; Service Leases written on ownership change only; needs svc_election=true)", str(&o.mode, "service")},
+		{"election-mode", []string{"vigil_election_mode"}, "per-Service election: service (each Service Lease renewed) or node (one heartbeat Lease per node; Service Leases written on ownership change only; needs svc_election=true)", str(&o.mode, defaultElectionMode)},
 		{"election-spread", []string{"vigil_election_spread"}, "service mode: free Leases go first to the node ranked highest by rendezvous hashing (100 ms per rank), renewals spread over the period, acquisitions back off while renewals fail (false: first writer wins)", boolean(&o.spread, true)},
 	}
 }
@@ -42,16 +45,26 @@ func electionSettings(o *electionOptions) []setting {
 // deadline, or a follower could take over while the holder still announces.
 // Node mode carries the exact durations in an annotation.
 func (o *electionOptions) validate(perService bool, lease, renew, retry time.Duration) error {
+	if err := checkElectionMode(o.mode); err != nil {
+		return fmt.Errorf("vigil_election_mode=%w", err)
+	}
 	switch {
 	case o.mode == "service" && max(lease.Truncate(time.Second), time.Second) <= renew:
 		return fmt.Errorf("vip_leaseduration=%v is written to the Lease as %v (whole seconds), not longer than vip_renewdeadline=%v: use whole seconds, or vigil_election_mode=node for sub-second leases", lease, max(lease.Truncate(time.Second), time.Second), renew)
-	case o.mode != "service" && o.mode != "node":
-		return fmt.Errorf("vigil_election_mode=%q: service or node", o.mode)
 	case o.mode == "node" && !perService:
 		return errors.New("vigil_election_mode=node needs svc_election=true: with one shared Lease there is nothing per Service to save")
 	case o.mode == "node" && lease-min(lease/3, retry) < deadMansSwitch:
 		return fmt.Errorf("vip_leaseduration=%v is too short for node mode: a VIP's kernel lifetime ends %v before the lease, counted from a heartbeat up to %v old; use at least %v",
 			lease, deadMansSwitch, min(lease/3, retry), minNodeLease(retry))
+	}
+	return nil
+}
+
+// checkElectionMode rejects a mode the manager does not know; the error
+// starts with the quoted mode, for the caller to prefix with its name.
+func checkElectionMode(mode string) error {
+	if mode != "service" && mode != "node" {
+		return fmt.Errorf("%q: service or node", mode)
 	}
 	return nil
 }

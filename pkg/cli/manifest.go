@@ -47,6 +47,7 @@ type manifestOptions struct {
 	leaseDuration   int
 	renewDeadline   int
 	retryPeriod     int
+	electionMode    string
 	arp             bool
 	bgp             bool
 	bgpAS           string
@@ -144,6 +145,7 @@ func addManifestFlags(fs *pflag.FlagSet, o *manifestOptions) {
 	fs.IntVar(&o.leaseDuration, "lease-duration", 5, "Lease duration, seconds")
 	fs.IntVar(&o.renewDeadline, "renew-deadline", 3, "renew deadline, seconds")
 	fs.IntVar(&o.retryPeriod, "retry-period", 1, "renew interval, seconds")
+	fs.StringVar(&o.electionMode, "election-mode", defaultElectionMode, "per-Service election (vigil_election_mode): service (each Service Lease renewed) or node (one heartbeat Lease per node, for large clusters; needs --service-election)")
 	fs.BoolVar(&o.bgp, "bgp", false, "advertise VIPs by BGP from every eligible node (ECMP): sets --service-election=false and --arp=false unless given")
 	fs.StringVar(&o.bgpAS, "bgp-as", "65000", "this cluster's AS number (bgp_as)")
 	fs.StringVar(&o.bgpPeers, "bgp-peers", "", "BGP peers in kube-vip's bgp_peers form (or use BGPPeer objects)")
@@ -181,8 +183,12 @@ func (o *manifestOptions) validate() error {
 	if errs := validation.IsDNS1123Label(o.namespace); len(errs) > 0 {
 		return fmt.Errorf("--namespace %q: %s", o.namespace, strings.Join(errs, "; "))
 	}
+	if err := checkElectionMode(o.electionMode); err != nil {
+		return fmt.Errorf("--election-mode=%w", err)
+	}
 	m := managerDefaults()
 	m.nodeName = "manifest" // set from spec.nodeName at run time
+	m.perService, m.election.mode = o.serviceElection, o.electionMode
 	m.leaseDuration, m.renewDeadline, m.retryPeriod = time.Duration(o.leaseDuration)*time.Second, time.Duration(o.renewDeadline)*time.Second, time.Duration(o.retryPeriod)*time.Second
 	if err := m.validate(); err != nil {
 		return fmt.Errorf("the generated manager would not start: %w", err)
@@ -254,6 +260,9 @@ func (o *manifestOptions) settingsEnv() []envVar {
 		envVar{flag: "renew-deadline", value: strconv.Itoa(o.renewDeadline)},
 		envVar{flag: "retry-period", value: strconv.Itoa(o.retryPeriod)},
 	)
+	if o.electionMode != defaultElectionMode {
+		vars = append(vars, envVar{flag: "election-mode", value: o.electionMode})
+	}
 	if o.upnp {
 		vars = append(vars, envVar{flag: "upnp", value: "true"})
 	}

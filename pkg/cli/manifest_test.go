@@ -307,6 +307,17 @@ func TestManifestEnv(t *testing.T) {
 			args: []string{"manifest", "daemonset", "--interface=bond0", "--service-election=false", "--upnp", "--arp=false", "--lease-duration=20", "--renew-deadline=15", "--retry-period=5"},
 			want: append([]string{"svc_enable=true", "svc_election=false", "vip_arp=false", "vip_interface=bond0", "vip_leaseduration=20", "vip_renewdeadline=15", "vip_retryperiod=5", "enableUPNP=true", "prometheus_server=:2112"}, common...),
 		},
+		{
+			name: "election mode service is the default, not written",
+			args: []string{"manifest", "daemonset", "--election-mode=service"},
+			want: append([]string{"svc_enable=true", "svc_election=true", "vip_arp=true", "vip_leaseduration=5", "vip_renewdeadline=3", "vip_retryperiod=1", "prometheus_server=:2112"}, common...),
+		},
+		{
+			name: "election mode node",
+			args: []string{"manifest", "pod", "--election-mode=node"},
+			want: append([]string{"svc_enable=true", "svc_election=true", "vip_arp=true", "vip_leaseduration=5", "vip_renewdeadline=3", "vip_retryperiod=1", "vigil_election_mode=node", "prometheus_server=:2112",
+				"vip_nodename=fieldRef:spec.nodeName", "k8s_config_file=/etc/kubernetes/admin.conf"}, common[1:]...),
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -496,6 +507,10 @@ func TestManifestValidate(t *testing.T) {
 		{name: "renew deadline not below lease duration", change: func(o *manifestOptions) { o.renewDeadline = 5 }, wantErr: "vip_renewdeadline (5s) must be shorter than vip_leaseduration (5s)"},
 		{name: "retry period not below renew deadline", change: func(o *manifestOptions) { o.retryPeriod = 3 }, wantErr: "vip_retryperiod (3s) must be shorter"},
 		{name: "zero lease duration", change: func(o *manifestOptions) { o.leaseDuration = 0 }, wantErr: "must be positive"},
+		{name: "node election mode", change: func(o *manifestOptions) { o.electionMode = "node" }},
+		{name: "unknown election mode", change: func(o *manifestOptions) { o.electionMode = "gossip" }, wantErr: `--election-mode="gossip": service or node`},
+		{name: "node election mode with one shared lease", change: func(o *manifestOptions) { o.electionMode, o.serviceElection = "node", false }, wantErr: "vigil_election_mode=node needs svc_election=true"},
+		{name: "node election mode with too short a lease", change: func(o *manifestOptions) { o.electionMode, o.leaseDuration = "node", 4 }, wantErr: "vip_leaseduration=4s is too short for node mode"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -510,6 +525,23 @@ func TestManifestValidate(t *testing.T) {
 				t.Fatalf("validate error = %v, want it to contain %q", err, tt.wantErr)
 			}
 		})
+	}
+}
+
+// An invalid --election-mode stops both manifests with an error naming
+// the flag; the flag's default is the manager's.
+func TestManifestElectionModeFlag(t *testing.T) {
+	if got, want := defaultManifestOptions().electionMode, managerDefaults().election.mode; got != want {
+		t.Errorf("--election-mode defaults to %q, the manager to %q", got, want)
+	}
+	for _, kind := range []string{"pod", "daemonset"} {
+		cmd := newRoot()
+		cmd.SetArgs([]string{"manifest", kind, "--election-mode=gossip"})
+		cmd.SetOut(io.Discard)
+		cmd.SetErr(io.Discard)
+		if err := cmd.Execute(); err == nil || !strings.Contains(err.Error(), "--election-mode") {
+			t.Errorf("manifest %s --election-mode=gossip: error %v, want one naming --election-mode", kind, err)
+		}
 	}
 }
 
