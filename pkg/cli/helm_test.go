@@ -123,6 +123,45 @@ func chartCases() []chartCase {
 			values: map[string]any{"image": image, "arp": true, "bgp": map[string]any{"enabled": true}},
 			flags:  []string{imageFlag, "--bgp", "--arp=true"},
 		},
+		{
+			name: "election mode service is not written", namespace: "kube-system",
+			values: map[string]any{"image": image, "electionMode": "service"},
+			flags:  []string{imageFlag, "--election-mode=service"},
+		},
+		{
+			name: "election mode node", namespace: "kube-system",
+			values: map[string]any{"image": image, "electionMode": "node"},
+			flags:  []string{imageFlag, "--election-mode=node"},
+		},
+		{
+			name: "members", namespace: "kube-system",
+			values: map[string]any{"image": image, "members": map[string]any{"enabled": true}},
+			flags:  []string{imageFlag, "--members"},
+		},
+		{
+			name: "endpoints", namespace: "kube-system",
+			values: map[string]any{"image": image, "endpoints": true},
+			flags:  []string{imageFlag, "--endpoints"},
+		},
+		{
+			name: "node labeling", namespace: "kube-system",
+			values: map[string]any{"image": image, "nodeLabeling": true},
+			flags:  []string{imageFlag, "--node-labeling"},
+		},
+		{
+			name: "every optional setting", namespace: "vigil-system",
+			values: map[string]any{
+				"image": image, "interface": "eth1", "electionMode": "node", "upnp": true, "allocator": true,
+				"leaseDuration": 9, "renewDeadline": 6, "retryPeriod": 2,
+				"bgp":             map[string]any{"enabled": true, "as": 65010, "peers": "192.168.0.1:65000::false"},
+				"serviceElection": true, "arp": true,
+				"endpoints": true, "nodeLabeling": true, "members": map[string]any{"enabled": true},
+			},
+			flags: []string{imageFlag, "--namespace=vigil-system", "--interface=eth1", "--election-mode=node", "--upnp", "--allocator",
+				"--lease-duration=9", "--renew-deadline=6", "--retry-period=2",
+				"--bgp", "--bgp-as=65010", "--bgp-peers=192.168.0.1:65000::false", "--service-election=true", "--arp=true",
+				"--endpoints", "--node-labeling", "--members"},
+		},
 	}
 }
 
@@ -196,6 +235,14 @@ func TestChartRejectsBadValues(t *testing.T) {
 		"misspelt value":                          {map[string]any{"intreface": "eth0"}, "additional properties 'intreface' not allowed"},
 		"lease duration not a number":             {map[string]any{"leaseDuration": "5s"}, "/leaseDuration': got string, want integer"},
 		"bgp AS not a number":                     {map[string]any{"bgp": map[string]any{"as": "AS65000"}}, "/bgp/as"},
+		"unknown election mode":                   {map[string]any{"electionMode": "gossip"}, "/electionMode'"},
+		"node mode with one shared Lease":         {map[string]any{"electionMode": "node", "serviceElection": false}, "electionMode=node needs serviceElection=true"},
+		"node mode under BGP's default":           {map[string]any{"electionMode": "node", "bgp": map[string]any{"enabled": true}}, "electionMode=node needs serviceElection=true"},
+		"node mode with too short a lease":        {map[string]any{"electionMode": "node", "leaseDuration": 4}, "electionMode=node needs leaseDuration - min(leaseDuration/3, retryPeriod) of at least 3.7 seconds"},
+		"members not an object":                   {map[string]any{"members": true}, "/members'"},
+		"members misspelt":                        {map[string]any{"members": map[string]any{"enable": true}}, "additional properties 'enable' not allowed"},
+		"endpoints not a boolean":                 {map[string]any{"endpoints": "yes"}, "/endpoints': got string, want boolean"},
+		"node labeling not a boolean":             {map[string]any{"nodeLabeling": 1}, "/nodeLabeling'"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := helm(t, bin, c.values, "template", "vigil")
@@ -223,14 +270,29 @@ func TestChartLints(t *testing.T) {
 // the manifests grant.
 func TestChartRulesUpToDate(t *testing.T) {
 	for path, rules := range map[string]any{
-		"charts/vigil/files/clusterrole-rules.yaml": ClusterRoleRules(),
-		"charts/vigil/files/role-rules.yaml":        crdconfig.SecretRoleRules(),
+		"charts/vigil/files/clusterrole-rules.yaml":   ClusterRoleRules(),
+		"charts/vigil/files/role-rules.yaml":          crdconfig.SecretRoleRules(),
+		"charts/vigil/files/endpoints-rules.yaml":     manifestKubevip{endpoints: true}.rules(),
+		"charts/vigil/files/node-labeling-rules.yaml": manifestKubevip{nodeLabels: true}.rules(),
 	} {
 		out, err := yaml.Marshal(rules)
 		if err != nil {
 			t.Fatal(err)
 		}
 		checkGenerated(t, path, "# Generated from pkg/cli (UPDATE_MANIFESTS=1 go test ./pkg/cli -run UpToDate).\n"+string(out))
+	}
+}
+
+// TestChartNodeLeaseMinimum: the chart refuses node mode's short leases
+// with the manager's dead man's switch (the template repeats it in ms).
+func TestChartNodeLeaseMinimum(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join(repoRoot(t), "charts", "vigil", "templates", "daemonset.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("lt (sub $lease $beat) %d", deadMansSwitch.Milliseconds())
+	if !strings.Contains(string(raw), want) {
+		t.Errorf("templates/daemonset.yaml lacks %q: the chart's node-mode lease minimum differs from deadMansSwitch", want)
 	}
 }
 
