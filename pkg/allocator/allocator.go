@@ -36,12 +36,15 @@ func (p Port) String() string { return strconv.Itoa(p.Port) + "/" + p.Protocol }
 type Request struct {
 	Owner     string // namespace/name; the key of the assignment
 	Namespace string // which pools may serve it
+	// Labels are the owner's (the Service's) labels and NamespaceLabels
+	// those of its namespace: pools with selectors serve by them.
+	Labels, NamespaceLabels map[string]string
 	// Families wanted, in order (spec.ipFamilies); Policy says which are
 	// required.
 	Families []Family
 	Policy   FamilyPolicy
 	// Pool names the pool to take addresses from; "" means any AutoAssign
-	// pool that serves Namespace.
+	// pool that serves the owner (Pool.Serves).
 	Pool string
 	// Requested addresses (spec.loadBalancerIP, an annotation), each of
 	// one of Families; a family may have several (kube-vip lets a Service
@@ -56,7 +59,8 @@ type Request struct {
 
 // Address is an assigned address and the pool it counts against: the named
 // pool, else the first pool by Priority and Name that offers it to the
-// namespace, else the first that contains it, else "" (it is in no pool).
+// owner (Pool.Serves), else the first that contains it, else "" (it is in
+// no pool).
 type Address struct {
 	Addr netip.Addr
 	Pool string
@@ -181,6 +185,8 @@ func (a *Allocator) SetPools(pools []Pool) error {
 		}
 		p.Ranges = slices.Clone(p.Ranges)
 		p.Namespaces = slices.Clone(p.Namespaces)
+		p.NamespaceSelectors = slices.Clone(p.NamespaceSelectors)
+		p.ServiceSelectors = slices.Clone(p.ServiceSelectors)
 		ip := &pool{Pool: p, spans: p.spans()}
 		for _, s := range ip.spans {
 			cover[famIdx(s.fam)] = append(cover[famIdx(s.fam)], s)
@@ -404,25 +410,26 @@ func (a *Allocator) joinable(addr netip.Addr, owner, key string, ports []Port) e
 	return nil
 }
 
-// checkRequested checks that a pool serving namespace offers addr.
-func (a *Allocator) checkRequested(addr netip.Addr, namespace string, named *pool) error {
+// checkRequested checks that a pool serving the owner offers addr.
+func (a *Allocator) checkRequested(addr netip.Addr, r *request, named *pool) error {
 	if named != nil {
 		if !named.offers(addr) {
 			return fmt.Errorf("%w: %s is not in pool %q%s", ErrNotInPool, addr, named.Name, avoidNote(named, addr))
 		}
 		return nil
 	}
-	var in []string
+	var refused []string // "pool, which does not serve namespace "dev""
 	for _, p := range a.sorted {
 		if p.offers(addr) {
-			if p.Allows(namespace) {
+			why := p.refusal(r.Request)
+			if why == "" {
 				return nil
 			}
-			in = append(in, p.Name)
+			refused = append(refused, p.Name+", which does not serve "+why)
 		}
 	}
-	if len(in) > 0 {
-		return fmt.Errorf("%w: %s is in pool %s, which does not serve namespace %q", ErrPoolNotAllowed, addr, strings.Join(in, ", "), namespace)
+	if len(refused) > 0 {
+		return fmt.Errorf("%w: %s is in pool %s", ErrPoolNotAllowed, addr, strings.Join(refused, "; in pool "))
 	}
 	return fmt.Errorf("%w: %s is not in any pool", ErrNotInPool, addr)
 }
@@ -456,7 +463,7 @@ func (a *Allocator) Assign(req Request) (Result, error) {
 	var addrs []netip.Addr
 	add := func(x netip.Addr) {
 		addrs = append(addrs, x)
-		res.Addrs = append(res.Addrs, Address{Addr: x, Pool: a.poolOf(x, r.Namespace, named)})
+		res.Addrs = append(res.Addrs, Address{Addr: x, Pool: a.poolOf(x, r, named)})
 	}
 	for _, f := range r.Families {
 		if x := got[famIdx(f)]; x.IsValid() {
@@ -472,18 +479,20 @@ func (a *Allocator) Assign(req Request) (Result, error) {
 }
 
 // namedPool returns the pool the request names. A named pool that is
-// missing or closed to the namespace is an error (namedErr) only when
-// something must be taken from it: what the owner holds is kept (pool edits
-// never move an address).
+// missing or does not serve the owner (its namespace or labels) is an
+// error (namedErr) only when something must be taken from it: what the
+// owner holds is kept (pool edits and label changes never move an
+// address).
 func (a *Allocator) namedPool(r *request) (named *pool, namedErr error) {
 	if r.Pool == "" {
 		return nil, nil
 	}
-	switch named = a.byName[r.Pool]; {
-	case named == nil:
-		namedErr = fmt.Errorf("%w: %q", ErrNoSuchPool, r.Pool)
-	case !named.Allows(r.Namespace):
-		namedErr = fmt.Errorf("%w: pool %q does not serve namespace %q", ErrPoolNotAllowed, r.Pool, r.Namespace)
+	named = a.byName[r.Pool]
+	if named == nil {
+		return nil, fmt.Errorf("%w: %q", ErrNoSuchPool, r.Pool)
+	}
+	if why := named.refusal(r.Request); why != "" {
+		namedErr = fmt.Errorf("%w: pool %q does not serve %s", ErrPoolNotAllowed, r.Pool, why)
 	}
 	return named, namedErr
 }
@@ -527,7 +536,7 @@ func (a *Allocator) admit(r *request, cur *assignment, want netip.Addr, named *p
 		if namedErr != nil {
 			return namedErr
 		}
-		if err := a.checkRequested(want, r.Namespace, named); err != nil {
+		if err := a.checkRequested(want, r, named); err != nil {
 			return err
 		}
 	}
@@ -545,14 +554,14 @@ func (a *Allocator) kept(r *request, cur *assignment, f Family, named *pool) (ne
 }
 
 // pick finds addresses for the needed families: from the named pool, else
-// from the AutoAssign pools serving the namespace.
+// from the AutoAssign pools serving the owner.
 func (a *Allocator) pick(r *request, named *pool, namedErr error, fixed [2][]netip.Addr, needed []Family) (got [2]netip.Addr, missing []Family, err error) {
 	if len(needed) == 0 {
 		return got, nil, nil
 	}
 	cands := a.candidates(r, named, namedErr)
 	if len(cands) == 0 {
-		missing, err := noCandidates(r, namedErr, needed)
+		missing, err := a.noCandidates(r, namedErr, needed)
 		return got, missing, err
 	}
 	ordered := holdersFirst(cands, fixed)
@@ -574,7 +583,7 @@ func (a *Allocator) candidates(r *request, named *pool, namedErr error) []*pool 
 	}
 	var cands []*pool
 	for _, p := range a.sorted {
-		if p.AutoAssign && p.Allows(r.Namespace) {
+		if p.AutoAssign && p.Serves(r.Request) {
 			cands = append(cands, p)
 		}
 	}
@@ -583,16 +592,31 @@ func (a *Allocator) candidates(r *request, named *pool, namedErr error) []*pool 
 
 // noCandidates: optional families are missing, a required one is an error
 // (namedErr, else ErrNoPool).
-func noCandidates(r *request, namedErr error, needed []Family) ([]Family, error) {
+func (a *Allocator) noCandidates(r *request, namedErr error, needed []Family) ([]Family, error) {
 	for _, f := range needed {
 		if r.required[famIdx(f)] {
 			if namedErr != nil {
 				return nil, namedErr
 			}
-			return nil, fmt.Errorf("%w: namespace %q", ErrNoPool, r.Namespace)
+			return nil, a.noPool(r)
 		}
 	}
 	return needed, nil
+}
+
+// noPool is ErrNoPool, naming the AutoAssign pools that serve the
+// namespace but whose service selectors the owner's labels do not match.
+func (a *Allocator) noPool(r *request) error {
+	var byLabels []string
+	for _, p := range a.sorted {
+		if p.AutoAssign && p.servesNamespace(r.Request) {
+			byLabels = append(byLabels, p.Name)
+		}
+	}
+	if len(byLabels) > 0 {
+		return fmt.Errorf("%w: namespace %q: the labels of %s match no service selector of pool %s", ErrNoPool, r.Namespace, r.Owner, strings.Join(byLabels, ", "))
+	}
+	return fmt.Errorf("%w: namespace %q", ErrNoPool, r.Namespace)
 }
 
 // holdersFirst orders the pools that contain all the owner's fixed
@@ -703,12 +727,12 @@ func (a *Allocator) pickFrom(p *pool, f Family, r *request) (netip.Addr, bool) {
 }
 
 // poolOf names the pool an address counts against.
-func (a *Allocator) poolOf(x netip.Addr, namespace string, named *pool) string {
+func (a *Allocator) poolOf(x netip.Addr, r *request, named *pool) string {
 	if named != nil && named.contains(x) {
 		return named.Name
 	}
 	for _, p := range a.sorted {
-		if p.Allows(namespace) && p.offers(x) {
+		if p.Serves(r.Request) && p.offers(x) {
 			return p.Name
 		}
 	}

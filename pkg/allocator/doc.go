@@ -7,7 +7,19 @@
 //
 // A Pool is a named set of address Ranges (CIDRs or start-end ranges, IPv4
 // and IPv6 may be mixed within a pool but not within a range) with MetalLB's
-// knobs: AutoAssign, AvoidBuggyIPs, a namespace allow-list and a Priority.
+// knobs: AutoAssign, AvoidBuggyIPs, a Priority and MetalLB's
+// serviceAllocation: which owners the pool serves (Pool.Serves).
+//
+//   - Namespaces and NamespaceSelectors: the owner's namespace is named,
+//     or its labels (Request.NamespaceLabels) match one of the selectors.
+//     Both empty: every namespace.
+//   - ServiceSelectors, if any: the owner's labels (Request.Labels) match
+//     one of them, too.
+//
+// Selectors are LabelMatchers: the caller adapts Kubernetes label
+// selectors; this package imports no Kubernetes code. An owner a pool does
+// not serve gets no address from it: not by default, not by naming it, not
+// by requesting one of its addresses (ErrPoolNotAllowed), as MetalLB.
 // ParseRanges parses MetalLB's `addresses` list, ParseList a comma-separated
 // string (kube-vip-cloud-provider's range-* keys, or MetalLB-style entries),
 // and ParseHostCIDRs kube-vip-cloud-provider's cidr-* keys, which leave out
@@ -47,19 +59,22 @@
 //     not in it (an address in no pool at all is kept), the family is no
 //     longer wanted, or a changed sharing key or ports no longer agree with
 //     the address's other holders. Pool edits (ranges, namespaces,
-//     AutoAssign, AvoidBuggyIPs, deleting a pool) never move or free a live
-//     assignment and never make Assign fail for what the owner holds;
-//     Orphans reports assignments outside every pool.
+//     selectors, AutoAssign, AvoidBuggyIPs, deleting a pool) and changed
+//     labels of the owner or its namespace never move or free a live
+//     assignment and never make Assign fail for what the owner holds
+//     (MetalLB's controller, by contrast, clears an address whose pool no
+//     longer serves the Service and allocates again); Orphans reports
+//     assignments outside every pool.
 //   - A requested address the owner does not hold must be offered by a
-//     pool that serves the namespace (ErrNotInPool, ErrPoolNotAllowed),
+//     pool that serves the owner (ErrNotInPool, ErrPoolNotAllowed),
 //     whether or not it auto-assigns, and be free or shareable (ErrInUse,
 //     as *InUseError naming the holders).
 //   - A named pool that is needed (for a requested address or a family to
-//     allocate) must exist (ErrNoSuchPool) and serve the namespace
+//     allocate) must exist (ErrNoSuchPool) and serve the owner
 //     (ErrPoolNotAllowed). Pools with AutoAssign false are used only when
 //     named, or for an address requested in them.
 //   - Otherwise the candidates are the AutoAssign pools that serve the
-//     namespace, by Priority (lower first) then Name; none is ErrNoPool.
+//     owner, by Priority (lower first) then Name; none is ErrNoPool.
 //     Within a pool, ranges are tried in the order given and the lowest
 //     free address is taken. With a SharingKey, an address already held
 //     under that key whose holders' ports do not collide is preferred to a

@@ -30,13 +30,15 @@ var (
 	// ErrNoSuchPool: the request names a pool that does not exist.
 	ErrNoSuchPool = errors.New("no such pool")
 	// ErrPoolNotAllowed: the pool named, or every pool offering the
-	// requested address, does not serve the request's namespace.
-	ErrPoolNotAllowed = errors.New("pool does not serve the namespace")
+	// requested address, does not serve the owner: its namespace, or its
+	// labels (Pool.Serves).
+	ErrPoolNotAllowed = errors.New("pool not allowed")
 	// ErrNotInPool: a requested address is not offered by any pool (or not
 	// by the pool named).
 	ErrNotInPool = errors.New("address not in pool")
-	// ErrNoPool: no AutoAssign pool serves the namespace.
-	ErrNoPool = errors.New("no pool with autoAssign serves the namespace")
+	// ErrNoPool: no AutoAssign pool serves the owner (its namespace and
+	// labels).
+	ErrNoPool = errors.New("no pool with autoAssign serves the Service")
 	// ErrInUse: the address is held by another owner and may not be
 	// shared. Returned as *InUseError.
 	ErrInUse = errors.New("address in use")

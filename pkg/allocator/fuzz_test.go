@@ -161,6 +161,12 @@ func (r *fuzzReader) pools() []Pool {
 		if flags&0x80 != 0 { // reversed range order
 			slices.Reverse(p.Ranges)
 		}
+		if mask&(1<<9) != 0 { // owners a/1 and b/1 have tier=gold
+			p.ServiceSelectors = []LabelMatcher{fuzzMatch{"tier", "gold"}}
+		}
+		if mask&(1<<10) != 0 { // namespace b has team=x
+			p.NamespaceSelectors = []LabelMatcher{fuzzMatch{"team", "x"}}
+		}
 		out = append(out, p)
 	}
 	if len(out) > 1 && r.byte()&0x0f == 0 {
@@ -168,6 +174,11 @@ func (r *fuzzReader) pools() []Pool {
 	}
 	return out
 }
+
+// fuzzMatch selects labels with key k of value v.
+type fuzzMatch struct{ k, v string }
+
+func (m fuzzMatch) Matches(labels map[string]string) bool { return labels[m.k] == m.v }
 
 func mustRange(s string) Range {
 	r, err := ParseRange(s)
@@ -281,6 +292,12 @@ func FuzzAllocator(f *testing.F) {
 func fuzzRequest(r *fuzzReader, pools []Pool) Request {
 	owner := fuzzOwners[r.pick(len(fuzzOwners))]
 	req := Request{Owner: owner, Namespace: owner[:1]}
+	if owner[2:] == "1" {
+		req.Labels = map[string]string{"tier": "gold"}
+	}
+	if req.Namespace == "b" {
+		req.NamespaceLabels = map[string]string{"team": "x"}
+	}
 	switch r.pick(6) {
 	case 0:
 		req.Families = []Family{IPv4}
@@ -366,7 +383,7 @@ func checkAssign(t *testing.T, what string, pools []Pool, req Request, prev Assi
 			if p.AvoidBuggyIPs && x.Addr.Is4() && buggy(u128From(x.Addr)) {
 				offered = false
 			}
-			if !offered || !p.Allows(req.Namespace) {
+			if !offered || !p.Serves(req) {
 				continue
 			}
 			if req.Pool != "" && p.Name != req.Pool {

@@ -6,6 +6,12 @@ import (
 	"slices"
 )
 
+// LabelMatcher selects by labels: a Kubernetes label selector, adapted by
+// the caller (this package imports no Kubernetes code).
+type LabelMatcher interface {
+	Matches(labels map[string]string) bool
+}
+
 // Pool is a named set of addresses, as MetalLB's IPAddressPool.
 type Pool struct {
 	Name   string
@@ -17,8 +23,14 @@ type Pool struct {
 	// AvoidBuggyIPs skips every IPv4 address ending in .0 or .255 (not only
 	// a network's first and last), as MetalLB does.
 	AvoidBuggyIPs bool
-	// Namespaces the pool serves; empty means all.
-	Namespaces []string
+	// Namespaces the pool serves: those named in Namespaces and those
+	// whose labels match one of NamespaceSelectors; both empty means all
+	// (MetalLB's serviceAllocation.namespaces and namespaceSelectors).
+	Namespaces         []string
+	NamespaceSelectors []LabelMatcher
+	// ServiceSelectors, if any, restrict the pool further to owners whose
+	// labels match one of them (serviceAllocation.serviceSelectors).
+	ServiceSelectors []LabelMatcher
 	// Priority orders AutoAssign pools: lower first, ties by Name.
 	Priority int
 }
@@ -37,12 +49,45 @@ func (p Pool) Validate() error {
 	if err := checkOverlap(p.Ranges, nil); err != nil {
 		return fmt.Errorf("%w %q: %w", ErrInvalidPool, p.Name, err)
 	}
+	if slices.Contains(p.NamespaceSelectors, nil) || slices.Contains(p.ServiceSelectors, nil) {
+		return fmt.Errorf("%w %q: a nil selector", ErrInvalidPool, p.Name)
+	}
 	return nil
 }
 
-// Allows reports whether the pool serves the namespace.
-func (p Pool) Allows(namespace string) bool {
-	return len(p.Namespaces) == 0 || slices.Contains(p.Namespaces, namespace)
+// Serves reports whether the pool serves the owner of r: its namespace
+// (Namespaces, NamespaceSelectors) and its labels (ServiceSelectors).
+func (p Pool) Serves(r Request) bool { return p.refusal(r) == "" }
+
+// refusal says why the pool does not serve the owner of r, or "" if it
+// does.
+func (p Pool) refusal(r Request) string {
+	switch {
+	case !p.servesNamespace(r):
+		return fmt.Sprintf("namespace %q", r.Namespace)
+	case !p.servesLabels(r):
+		return fmt.Sprintf("%s (its labels match none of the pool's service selectors)", r.Owner)
+	}
+	return ""
+}
+
+// servesNamespace: the namespace is named, or its labels match a
+// selector; a pool restricting neither serves every namespace.
+func (p Pool) servesNamespace(r Request) bool {
+	if len(p.Namespaces) == 0 && len(p.NamespaceSelectors) == 0 {
+		return true
+	}
+	return slices.Contains(p.Namespaces, r.Namespace) || matchAny(p.NamespaceSelectors, r.NamespaceLabels)
+}
+
+// servesLabels: the owner's labels match a service selector, if the pool
+// has any.
+func (p Pool) servesLabels(r Request) bool {
+	return len(p.ServiceSelectors) == 0 || matchAny(p.ServiceSelectors, r.Labels)
+}
+
+func matchAny(ms []LabelMatcher, labels map[string]string) bool {
+	return slices.ContainsFunc(ms, func(m LabelMatcher) bool { return m.Matches(labels) })
 }
 
 // Size returns how many addresses of each family the pool can hand out

@@ -373,10 +373,12 @@ func ClusterRoleRules() []rbacv1.PolicyRule {
 		{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"get", "list", "watch", "create", "update", "delete"}},
 		{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"create", "patch", "update"}},
 		// The allocator (svc_allocator / vigil allocator): pools, and only
-		// kube-vip-cloud-provider's ConfigMap of all ConfigMaps.
+		// kube-vip-cloud-provider's ConfigMap of all ConfigMaps; Namespaces
+		// for their labels (MetalLB's serviceAllocation.namespaceSelectors).
 		{APIGroups: []string{"vigil.io"}, Resources: []string{"ippools"}, Verbs: []string{"get", "list", "watch"}},
 		{APIGroups: []string{"vigil.io"}, Resources: []string{"ippools/status"}, Verbs: []string{"update", "patch"}},
 		{APIGroups: []string{""}, Resources: []string{"configmaps"}, ResourceNames: []string{"kubevip"}, Verbs: []string{"get", "list", "watch"}},
+		{APIGroups: []string{""}, Resources: []string{"namespaces"}, Verbs: []string{"get", "list", "watch"}},
 	}, append(crdconfig.ClusterRoleRules(), metallb.ClusterRoleRules()...)...)
 }
 

@@ -95,6 +95,7 @@ type Controller struct {
 	factory   informers.SharedInformerFactory
 	cmFactory informers.SharedInformerFactory
 	services  corelisters.ServiceLister
+	nss       corelisters.NamespaceLister // for namespace selectors
 	cms       corelisters.ConfigMapLister
 	ippools   *ipPoolSource
 	synced    []cache.InformerSynced
@@ -145,10 +146,12 @@ func New(cfg Config, client kubernetes.Interface, dyn dynamic.Interface, el Elec
 // watch registers the informers' handlers.
 func (c *Controller) watch() error {
 	svcInf := c.factory.Core().V1().Services().Informer()
+	nsInf := c.factory.Core().V1().Namespaces().Informer()
 	cmInf := c.cmFactory.Core().V1().ConfigMaps().Informer()
 	c.services = c.factory.Core().V1().Services().Lister()
+	c.nss = c.factory.Core().V1().Namespaces().Lister()
 	c.cms = c.cmFactory.Core().V1().ConfigMaps().Lister()
-	c.synced = []cache.InformerSynced{svcInf.HasSynced, cmInf.HasSynced}
+	c.synced = []cache.InformerSynced{svcInf.HasSynced, nsInf.HasSynced, cmInf.HasSynced}
 	enqueue := func(obj any) {
 		if k, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
 			c.queue.Add(k)
@@ -158,6 +161,11 @@ func (c *Controller) watch() error {
 		AddFunc: enqueue, UpdateFunc: func(_, o any) { enqueue(o) }, DeleteFunc: enqueue,
 	}); err != nil {
 		return fmt.Errorf("watch Services: %w", err)
+	}
+	if _, err := nsInf.AddEventHandler(cache.ResourceEventHandlerDetailedFuncs{
+		AddFunc: c.namespaceAdded, UpdateFunc: c.namespaceUpdated,
+	}); err != nil {
+		return fmt.Errorf("watch Namespaces: %w", err)
 	}
 	poolsChanged := func(any) { c.control.Add(ctlPools) }
 	if _, err := cmInf.AddEventHandler(cache.ResourceEventHandlerFuncs{

@@ -214,7 +214,7 @@ func newHarnessElector(t *testing.T, cfg Config, electorRunning bool, objs ...ru
 			t.Errorf("Run: %v", err)
 		}
 	})
-	for seen := map[string]bool{}; !seen["services"] || !seen["configmaps"]; {
+	for seen := map[string]bool{}; !seen["services"] || !seen["namespaces"] || !seen["configmaps"]; {
 		seen[<-watching] = true
 	}
 	return h

@@ -8,10 +8,12 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/vigil-lb/vigil/pkg/allocator"
+	"github.com/vigil-lb/vigil/pkg/kube"
 )
 
 // desiredPools reads every pool source: IPPools (while their CRD is
@@ -77,7 +79,27 @@ func toPool(p *IPPool) (allocator.Pool, error) {
 		Name: p.Name, Ranges: rs, AutoAssign: p.Spec.AutoAssign == nil || *p.Spec.AutoAssign,
 		AvoidBuggyIPs: p.Spec.AvoidBuggyIPs, Namespaces: p.Spec.Namespaces, Priority: p.Spec.Priority,
 	}
+	if ap.NamespaceSelectors, err = selectors("namespaceSelectors", p.Spec.NamespaceSelectors); err != nil {
+		return allocator.Pool{}, err
+	}
+	if ap.ServiceSelectors, err = selectors("serviceSelectors", p.Spec.ServiceSelectors); err != nil {
+		return allocator.Pool{}, err
+	}
 	return ap, ap.Validate()
+}
+
+// selectors converts an IPPool's label selectors; the error names the bad
+// one (namespaceSelectors[1]).
+func selectors(field string, list []metav1.LabelSelector) ([]allocator.LabelMatcher, error) {
+	var out []allocator.LabelMatcher
+	for i, ls := range list {
+		s, err := kube.SelectorFrom(ls)
+		if err != nil {
+			return nil, fmt.Errorf("%s[%d]: %w", field, i, err)
+		}
+		out = append(out, s)
+	}
+	return out, nil
 }
 
 // configMapPools reads kube-vip-cloud-provider's ConfigMap, if there is one.

@@ -93,7 +93,11 @@ func (c *Controller) held(svc *corev1.Service, m *kube.Service) []netip.Addr {
 // against the pools and the other Services. A problem is an Event; the
 // addresses are counted as used all the same (they are on the network).
 func (c *Controller) confirm(svc *corev1.Service, m *kube.Service, have []netip.Addr) {
-	req := c.request(m)
+	req, err := c.request(svc, m)
+	if err != nil { // checked once its Namespace is seen
+		c.restore(svc, m, have)
+		return
+	}
 	req.Requested = have
 	// What was asked for decides the families, whatever ipFamilies says
 	// (kube-vip users put any address in the annotation).
@@ -113,7 +117,11 @@ func (c *Controller) confirm(svc *corev1.Service, m *kube.Service, have []netip.
 // checked as requested ones and written where the agents read them, so the
 // Service keeps its address and is announced.
 func (c *Controller) adopt(ctx context.Context, svc *corev1.Service, m *kube.Service, have []netip.Addr) error {
-	req := c.request(m)
+	req, err := c.request(svc, m)
+	if err != nil { // adopted once its Namespace is seen
+		c.restore(svc, m, have)
+		return nil
+	}
 	req.Requested = have
 	req.Families, req.Policy = familiesOf(have)
 	before := c.lookup(m.Key)
@@ -155,8 +163,13 @@ func (c *Controller) restore(svc *corev1.Service, m *kube.Service, have []netip.
 // it. A Service that cannot get one waits (with an Event) until an address
 // is freed or the pools change.
 func (c *Controller) allocate(ctx context.Context, svc *corev1.Service, m *kube.Service) error {
+	req, err := c.request(svc, m)
+	if err != nil { // its Namespace's Add queues it again
+		c.log.Debug("allocation waits for the Service's Namespace", "service", m.Key, "err", err)
+		return nil
+	}
 	before := c.lookup(m.Key)
-	res, err := c.alloc.Assign(c.request(m))
+	res, err := c.alloc.Assign(req)
 	if err != nil {
 		c.waiting[m.Key] = true
 		c.event(svc, m.Key, corev1.EventTypeWarning, "AllocationFailed", err.Error())
@@ -239,10 +252,15 @@ func (c *Controller) wake(except string) {
 	}
 }
 
-func (c *Controller) request(m *kube.Service) allocator.Request {
-	req := allocator.Request{Owner: m.Key, Namespace: m.Namespace, Pool: m.Pool, SharingKey: c.sharingKey(m), Ports: ports(m)}
+// request is what the Service asks of the allocator. It fails with
+// errNamespaceUnseen while the Service's Namespace, whose labels may
+// decide the pool, is not in the cache.
+func (c *Controller) request(svc *corev1.Service, m *kube.Service) (allocator.Request, error) {
+	req := allocator.Request{Owner: m.Key, Namespace: m.Namespace, Labels: svc.Labels, Pool: m.Pool, SharingKey: c.sharingKey(m), Ports: ports(m)}
 	req.Families, req.Policy = families(m.Families, m.FamilyPolicy)
-	return req
+	var err error
+	req.NamespaceLabels, err = c.namespaceLabels(m.Namespace)
+	return req, err
 }
 
 // sharingKey is the Service's allow-shared-ip key, else the key of its

@@ -27,6 +27,11 @@ type IPPoolSpec struct {
 	AvoidBuggyIPs bool     `json:"avoidBuggyIPs,omitempty"`
 	Namespaces    []string `json:"namespaces,omitempty"`
 	Priority      int      `json:"priority,omitempty"`
+	// NamespaceSelectors add the namespaces whose labels match one of
+	// them to Namespaces; ServiceSelectors, if any, restrict the pool to
+	// Services whose labels match one (MetalLB's serviceAllocation).
+	NamespaceSelectors []metav1.LabelSelector `json:"namespaceSelectors,omitempty"`
+	ServiceSelectors   []metav1.LabelSelector `json:"serviceSelectors,omitempty"`
 }
 
 // IPPoolStatus is what the allocator reports.

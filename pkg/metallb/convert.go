@@ -8,12 +8,14 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/vigil-lb/vigil/pkg/allocator"
 	"github.com/vigil-lb/vigil/pkg/crdconfig"
+	"github.com/vigil-lb/vigil/pkg/kube"
 	"github.com/vigil-lb/vigil/pkg/lbconfig"
 )
 
@@ -49,11 +51,10 @@ func Convert(objs Objects, password Password) Result {
 	var r Result
 	r.Config.Pools = map[string]lbconfig.PoolInfo{}
 	for _, o := range objs[IPAddressPools] {
-		p, warn, err := poolFrom(o)
+		p, err := poolFrom(o)
 		if r.problem(o, err, true) {
 			continue
 		}
-		r.problem(o, warn, false)
 		r.Pools = append(r.Pools, p)
 		r.Config.Pools[p.Name] = lbconfig.PoolInfo{Labels: p.Labels, MetalLB: true}
 	}
@@ -111,38 +112,67 @@ func specOf(obj *unstructured.Unstructured, out any) error {
 	return nil
 }
 
-// noPriority is where MetalLB's pools without a priority (0) go: after
-// every pool with one (MetalLB: a lower value first, 0 last).
-const noPriority = math.MaxInt32
+// Where MetalLB's pools without a priority (0) go: after every pool with
+// one (MetalLB: a lower value first, 0 last); and among them, those with a
+// serviceAllocation before those without (MetalLB tries the pools whose
+// serviceAllocation serves the Service before all others).
+const (
+	noPriority        = math.MaxInt32
+	allocatedPriority = noPriority - 1
+)
 
-// poolFrom converts an IPAddressPool. warn is set when the pool is used
-// with a caveat.
-func poolFrom(obj *unstructured.Unstructured) (p Pool, warn, err error) {
+// poolFrom converts an IPAddressPool.
+func poolFrom(obj *unstructured.Unstructured) (Pool, error) {
 	var s ipAddressPoolSpec
 	if err := specOf(obj, &s); err != nil {
-		return Pool{}, nil, err
+		return Pool{}, err
 	}
-	p = Pool{Labels: obj.GetLabels(), Object: refOf(obj)}
+	p := Pool{Labels: obj.GetLabels(), Object: refOf(obj)}
 	p.Name, p.AutoAssign, p.AvoidBuggyIPs, p.Priority = obj.GetName(), s.AutoAssign == nil || *s.AutoAssign, s.AvoidBuggyIPs, noPriority
+	var err error
 	if p.Ranges, err = addresses(s.Addresses); err != nil {
-		return Pool{}, nil, err
+		return Pool{}, err
 	}
-	if a := s.ServiceAllocation; a != nil {
-		p.Namespaces = a.Namespaces
-		if a.Priority > 0 {
-			p.Priority = a.Priority
-		}
-		if len(a.NamespaceSelectors) > 0 || len(a.ServiceSelectors) > 0 {
-			// Not served by vigil's allocator: rather than hand the pool
-			// to every Service, it serves only those that name it.
-			p.AutoAssign = false
-			warn = crdconfig.FieldError("serviceAllocation", "namespaceSelectors and serviceSelectors are not supported by vigil: the pool is used only by Services naming it (metallb.universe.tf/address-pool) or asking for one of its addresses")
-		}
+	if err := serviceAllocationOf(&p.Pool, s.ServiceAllocation); err != nil {
+		return Pool{}, err
 	}
 	if err := p.Validate(); err != nil {
-		return Pool{}, nil, crdconfig.FieldError("addresses", "%v", err)
+		return Pool{}, crdconfig.FieldError("addresses", "%v", err)
 	}
-	return p, warn, nil
+	return p, nil
+}
+
+// serviceAllocationOf applies spec.serviceAllocation: which Services the
+// pool serves (namespaces or namespaceSelectors, and serviceSelectors) and
+// its priority.
+func serviceAllocationOf(p *allocator.Pool, a *serviceAllocation) error {
+	if a == nil {
+		return nil
+	}
+	p.Namespaces, p.Priority = a.Namespaces, allocatedPriority
+	if a.Priority > 0 {
+		p.Priority = a.Priority
+	}
+	var err error
+	if p.NamespaceSelectors, err = selectors("namespaceSelectors", a.NamespaceSelectors); err != nil {
+		return err
+	}
+	p.ServiceSelectors, err = selectors("serviceSelectors", a.ServiceSelectors)
+	return err
+}
+
+// selectors converts serviceAllocation's label selectors; the error names
+// the bad one.
+func selectors(field string, list []metav1.LabelSelector) ([]allocator.LabelMatcher, error) {
+	var out []allocator.LabelMatcher
+	for i, ls := range list {
+		s, err := kube.SelectorFrom(ls)
+		if err != nil {
+			return nil, crdconfig.FieldError(fmt.Sprintf("serviceAllocation.%s[%d]", field, i), "%v", err)
+		}
+		out = append(out, s)
+	}
+	return out, nil
 }
 
 // addresses parses spec.addresses; the error names the entry. As MetalLB

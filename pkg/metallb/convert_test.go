@@ -9,10 +9,12 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/yaml"
 
 	"github.com/vigil-lb/vigil/pkg/allocator"
+	"github.com/vigil-lb/vigil/pkg/kube"
 	"github.com/vigil-lb/vigil/pkg/lbconfig"
 )
 
@@ -149,7 +151,7 @@ func TestConvertProblems(t *testing.T) {
 		"apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: bad-address}\nspec: {addresses: [10.0.1.0/30, 10.0.2.300]}",
 		"apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: overlap}\nspec: {addresses: [10.0.4.0/30, 10.0.4.2-10.0.4.5]}",
 		"apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: empty}\nspec: {addresses: []}",
-		"apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: selected}\nspec: {addresses: [10.0.3.0/30], serviceAllocation: {serviceSelectors: [{matchLabels: {a: b}}]}}",
+		"apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: bad-selector}\nspec: {addresses: [10.0.3.0/30], serviceAllocation: {namespaceSelectors: [{matchLabels: {a: b}}, {matchExpressions: [{key: a, operator: Gt, values: ['1']}]}]}}",
 		"apiVersion: metallb.io/v1beta2\nkind: BGPPeer\nmetadata: {name: bad-asn}\nspec: {myASN: 64500, peerASN: 0, peerAddress: 10.0.0.1}",
 		"apiVersion: metallb.io/v1beta2\nkind: BGPPeer\nmetadata: {name: vrf}\nspec: {myASN: 64500, peerASN: 64501, peerAddress: 10.0.0.1, vrf: red}",
 		"apiVersion: metallb.io/v1beta1\nkind: BGPAdvertisement\nmetadata: {name: alias}\nspec: {communities: [nosuch]}",
@@ -162,7 +164,7 @@ func TestConvertProblems(t *testing.T) {
 		`IPAddressPool/bad-address: addresses[1]:`,
 		`IPAddressPool/overlap: addresses:`,
 		`IPAddressPool/empty: addresses: no addresses`,
-		`IPAddressPool/selected: serviceAllocation: namespaceSelectors and serviceSelectors are not supported`,
+		`IPAddressPool/bad-selector: serviceAllocation.namespaceSelectors[1]: label selector: "Gt" is not a valid label selector operator`,
 		`Community/c: communities[0].value:`,
 		`BFDProfile/echo: echoMode: is not supported by vigil`,
 		`BGPPeer/bad-asn: peerASN:`,
@@ -184,7 +186,7 @@ func TestConvertProblems(t *testing.T) {
 	for _, p := range r.Pools {
 		names = append(names, p.Name+map[bool]string{true: "+auto", false: ""}[p.AutoAssign])
 	}
-	if diff := cmp.Diff([]string{"good+auto", "selected"}, names); diff != "" {
+	if diff := cmp.Diff([]string{"good+auto"}, names); diff != "" {
 		t.Errorf("pools used (-want +got):\n%s", diff)
 	}
 	if len(r.Config.L2Advertisements) != 1 || r.Config.L2Advertisements[0].Name != "missing" {
@@ -194,6 +196,70 @@ func TestConvertProblems(t *testing.T) {
 		t.Errorf("LeftOut: missing pool %v, BFD echo %v, bad address %v", r.Problems[9].LeftOut, r.Problems[5].LeftOut, r.Problems[1].LeftOut)
 	}
 }
+
+// serviceAllocation: namespaces, namespaceSelectors, serviceSelectors and
+// priority as MetalLB reads them; a bad selector leaves the pool out with
+// a problem naming it.
+func TestConvertServiceAllocation(t *testing.T) {
+	const head = "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: p}\nspec: {addresses: [10.0.0.0/30]"
+	selector := func(t *testing.T, ls metav1.LabelSelector) allocator.LabelMatcher {
+		s, err := kube.SelectorFrom(ls)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	team := metav1.LabelSelector{MatchLabels: map[string]string{"team": "a"}}
+	gold := metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "tier", Operator: metav1.LabelSelectorOpIn, Values: []string{"gold", "platinum"}}}}
+	for _, tt := range []struct {
+		name, spec string
+		want       func(t *testing.T, p *allocator.Pool) // from the pool without serviceAllocation
+		problem    string                                // the problem's prefix; the pool is left out
+		reason     string
+	}{
+		{name: "none", spec: "}", want: func(*testing.T, *allocator.Pool) {}},
+		{name: "priority only", spec: ", serviceAllocation: {priority: 3}}", want: func(_ *testing.T, p *allocator.Pool) { p.Priority = 3 }},
+		{name: "empty: before pools without one", spec: ", serviceAllocation: {}}", want: func(_ *testing.T, p *allocator.Pool) { p.Priority = allocatedPriority }},
+		{name: "namespaces and selectors", spec: ", serviceAllocation: {namespaces: [web], namespaceSelectors: [{matchLabels: {team: a}}], serviceSelectors: [{matchExpressions: [{key: tier, operator: In, values: [gold, platinum]}]}, {}]}}",
+			want: func(t *testing.T, p *allocator.Pool) {
+				p.Priority, p.Namespaces = allocatedPriority, []string{"web"}
+				p.NamespaceSelectors = []allocator.LabelMatcher{selector(t, team)}
+				p.ServiceSelectors = []allocator.LabelMatcher{selector(t, gold), selector(t, metav1.LabelSelector{})}
+			}},
+		{name: "autoAssign false kept", spec: ", autoAssign: false, serviceAllocation: {serviceSelectors: [{matchLabels: {team: a}}]}}",
+			want: func(t *testing.T, p *allocator.Pool) {
+				p.AutoAssign, p.Priority, p.ServiceSelectors = false, allocatedPriority, []allocator.LabelMatcher{selector(t, team)}
+			}},
+		{name: "bad service selector", spec: ", serviceAllocation: {serviceSelectors: [{matchExpressions: [{key: tier, operator: In}]}]}}",
+			problem: "IPAddressPool/p: serviceAllocation.serviceSelectors[0]: label selector: ", reason: "InvalidServiceAllocation"},
+		{name: "bad namespace selector label", spec: ", serviceAllocation: {namespaceSelectors: [{matchLabels: {team: a}}, {matchLabels: {'bad key!': x}}]}}",
+			problem: "IPAddressPool/p: serviceAllocation.namespaceSelectors[1]: label selector: ", reason: "InvalidServiceAllocation"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := Convert(objects(t, head+tt.spec), noPassword)
+			if tt.problem != "" {
+				if got := problems(r); len(got) != 1 || !strings.HasPrefix(got[0], tt.problem) || !r.Problems[0].LeftOut || r.Problems[0].Reason() != tt.reason {
+					t.Errorf("problems %q (reason %s), want one left out, %s, prefix %q", got, r.Problems[0].Reason(), tt.reason, tt.problem)
+				}
+				if len(r.Pools) != 0 {
+					t.Errorf("pools %+v, want none", r.Pools)
+				}
+				return
+			}
+			want := allocator.Pool{Name: "p", Ranges: []allocator.Range{rng("10.0.0.0", "10.0.0.3")}, AutoAssign: true, Priority: noPriority}
+			tt.want(t, &want)
+			if len(r.Problems) > 0 || len(r.Pools) != 1 {
+				t.Fatalf("problems %q, pools %+v", problems(r), r.Pools)
+			}
+			if diff := cmp.Diff(want, r.Pools[0].Pool, addrs, sameSelector); diff != "" {
+				t.Errorf("pool (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// sameSelector compares kube.Selectors by what they select.
+var sameSelector = cmp.Comparer(func(x, y kube.Selector) bool { return x.String() == y.String() })
 
 // The legacy ConfigMap beside IPAddressPools: a pool name both define is
 // the IPAddressPool's; the ConfigMap's is left out with a problem on the

@@ -278,6 +278,7 @@ func TestMetalLBCRDValidation(t *testing.T) {
 		{"peer-address", "kind: BGPPeer\nspec: {myASN: 64500, peerASN: 64501, peerAddress: nope}", "peerAddress must be an IP address"},
 		{"holdtime", "kind: BGPPeer\nspec: {myASN: 64500, peerASN: 64501, peerAddress: 10.0.0.1, holdTime: 1s}", "holdTime must be 0 or 3s-65535s"},
 		{"ok-pool", "kind: IPAddressPool\nspec: {addresses: [192.168.10.0/24, '192.168.9.1 - 192.168.9.5', 'fc00:f853:ccd:e799::/124'], serviceAllocation: {priority: 50, namespaces: [a]}}", ""},
+		{"ok-pool-selectors", "kind: IPAddressPool\nspec: {addresses: [192.168.11.0/24], serviceAllocation: {namespaceSelectors: [{matchLabels: {team: a}}], serviceSelectors: [{matchExpressions: [{key: tier, operator: In, values: [gold]}]}]}}", ""},
 		{"ok-peer-frr-fields", "kind: BGPPeer\nspec: {myASN: 64500, dynamicASN: external, peerAddress: 10.0.0.1, vrf: red}", ""},
 		{"ok-advert-alias", "kind: BGPAdvertisement\nspec: {communities: [no-advertise], ipAddressPools: [first-pool]}", ""},
 		{"ok-bfd-echo", "kind: BFDProfile\nspec: {echoMode: true, minimumTtl: 10}", ""},
@@ -342,4 +343,107 @@ func TestMetalLBBGPObjects(t *testing.T) {
 	if out, _ := r.Birdc(c.ctx, "show", "protocols"); strings.Count(out, "Established") != 1 {
 		t.Errorf("want one session (node1's):\n%s", out)
 	}
+}
+
+// MetalLB's serviceAllocation selectors: team-pool serves namespaces
+// labelled e2e-team=<the test's namespace>, gold-pool (priority 1)
+// Services labelled tier=gold, default-pool (no serviceAllocation)
+// everyone. The test's namespace is labelled, a second one is not. Each
+// Service lands in the pool its labels and its namespace's pick: a pool
+// with a serviceAllocation comes before one without, whatever the names;
+// a Service naming gold-pool without the label gets no address and a
+// Warning.
+func TestMetalLBServiceAllocation(t *testing.T) {
+	dyn := metallbCRDs(t, t.Context())
+	c := newCluster(t, 2)
+	ns, err := c.cs.CoreV1().Namespaces().Get(c.ctx, c.ns, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ns.Labels == nil {
+		ns.Labels = map[string]string{}
+	}
+	ns.Labels["e2e-team"] = c.ns
+	if _, err := c.cs.CoreV1().Namespaces().Update(c.ctx, ns, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	other := c.otherNamespace()
+	c.metallbObjects(dyn,
+		"apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: default-pool}\nspec: {addresses: [198.18.0.182/31]}",
+		"apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: team-pool}\nspec: {addresses: [198.18.0.184/30], serviceAllocation: {namespaceSelectors: [{matchLabels: {e2e-team: "+c.ns+"}}]}}",
+		"apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: gold-pool}\nspec: {addresses: [198.18.0.196/30], serviceAllocation: {priority: 1, serviceSelectors: [{matchExpressions: [{key: tier, operator: In, values: [gold]}]}]}}",
+	)
+	c.startWithAllocator("vigil_metallb_namespace=" + c.ns)
+	gold := func(s *corev1.Service) { s.Labels = map[string]string{"tier": "gold"} }
+	c.createService("team", nil)
+	c.createService("gold", nil, gold)
+	c.createService("named", nil, withAnnotation("metallb.universe.tf/address-pool", "gold-pool"))
+	c.createServiceIn(other, "plain")
+	c.createServiceIn(other, "gold", gold)
+	for _, tt := range []struct {
+		ns, name    string
+		first, last string
+	}{
+		{c.ns, "team", "198.18.0.184", "198.18.0.187"},
+		{c.ns, "gold", "198.18.0.196", "198.18.0.199"},
+		{other, "plain", "198.18.0.182", "198.18.0.183"},
+		{other, "gold", "198.18.0.196", "198.18.0.199"},
+	} {
+		if got := c.allocatedIn(tt.ns, tt.name, 15*time.Second); !inRange(got, tt.first, tt.last) {
+			t.Errorf("%s/%s got %s, want one of %s-%s", tt.ns, tt.name, got, tt.first, tt.last)
+		}
+	}
+	if ev := c.waitEvent("named", "AllocationFailed", 10*time.Second); !strings.Contains(ev.Message, `pool "gold-pool" does not serve`) {
+		t.Errorf("named's Warning: %s", ev.Message)
+	}
+	if got := c.service("named").Annotations["kube-vip.io/loadbalancerIPs"]; got != "" {
+		t.Errorf("named got %s from a pool whose serviceSelectors it does not match", got)
+	}
+}
+
+// otherNamespace creates a second namespace for the test, deleted when
+// it ends.
+func (c *cluster) otherNamespace() string {
+	c.t.Helper()
+	ns, err := c.cs.CoreV1().Namespaces().Create(c.ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "e2e-other-"}}, metav1.CreateOptions{})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.t.Cleanup(func() {
+		_ = c.cs.CoreV1().Namespaces().Delete(context.Background(), ns.Name, metav1.DeleteOptions{})
+	})
+	return ns.Name
+}
+
+// createServiceIn creates a LoadBalancer Service in another namespace.
+func (c *cluster) createServiceIn(ns, name string, opts ...svcOpt) {
+	c.t.Helper()
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		Spec:       corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, Selector: map[string]string{"app": name}},
+	}
+	withPorts(8080)(svc)
+	for _, o := range opts {
+		o(svc)
+	}
+	if _, err := c.cs.CoreV1().Services(ns).Create(c.ctx, svc, metav1.CreateOptions{}); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// allocatedIn waits for the allocator's address of a Service in any
+// namespace (one family).
+func (c *cluster) allocatedIn(ns, name string, within time.Duration) netip.Addr {
+	c.t.Helper()
+	var got string
+	if err := lab.WaitFor(c.ctx, within, func() bool {
+		s, err := c.cs.CoreV1().Services(ns).Get(c.ctx, name, metav1.GetOptions{})
+		if err == nil {
+			got = s.Annotations["kube-vip.io/loadbalancerIPs"]
+		}
+		return got != ""
+	}); err != nil {
+		c.t.Fatalf("%s/%s: no address within %v", ns, name, within)
+	}
+	return netip.MustParseAddr(got)
 }

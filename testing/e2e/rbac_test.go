@@ -51,6 +51,8 @@ func TestAgentRBACIsLeastPrivilege(t *testing.T) {
 		{[]string{"update", "services", "--subresource=status", "-n", c.ns}, "yes"},
 		{[]string{"list", "endpointslices.discovery.k8s.io", "-A"}, "yes"},
 		{[]string{"watch", "nodes"}, "yes"},
+		{[]string{"watch", "namespaces"}, "yes"},
+		{[]string{"patch", "namespaces"}, "no"},
 		{[]string{"patch", "nodes"}, "no"},
 		{[]string{"update", "leases.coordination.k8s.io", "-n", c.ns}, "yes"},
 		{[]string{"create", "events", "-n", c.ns}, "yes"},
