@@ -114,8 +114,10 @@ func TestAllocatorWithoutIPPoolCRD(t *testing.T) {
 // With a ConfigMap pool nothing else wakes the waiting Service (with an
 // IPPool, the pool's status write used to, by accident).
 func TestAllocatorFreedAddressGoesToWaitingService(t *testing.T) {
-	// Distinct addresses: the lab's earlier Services stay, and hold theirs.
-	for _, tc := range []struct{ source, addr string }{{"ConfigMap", "198.18.0.200"}, {"IPPool", "198.18.0.201"}} {
+	// Distinct addresses outside the lab DHCP range (198.18.0.200-250): the
+	// lab's earlier Services stay, and hold theirs (a DHCP test's Service
+	// holding 198.18.0.201 made this flake).
+	for _, tc := range []struct{ source, addr string }{{"ConfigMap", "198.18.3.200"}, {"IPPool", "198.18.3.201"}} {
 		t.Run(tc.source, func(t *testing.T) {
 			c := newCluster(t, 2)
 			if tc.source == "ConfigMap" {
