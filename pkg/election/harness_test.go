@@ -294,6 +294,16 @@ func (n *node) lead(key Key) {
 	n.t.Helper()
 	n.e.Campaign(key)
 	n.waitFor("leading "+key.String(), func() bool { return n.e.Leading(key) })
+	// The lister is updated before the event handlers run: leading can
+	// start (and notify) before the handler has recorded our write (and
+	// notifies the new holder). Wait for that too, so a test counting
+	// notifications from here sees only the ones it causes.
+	n.waitFor("our record observed", func() bool {
+		n.e.mu.Lock()
+		defer n.e.mu.Unlock()
+		o, ok := n.e.observed[key]
+		return ok && n.e.mine(o)
+	})
 }
 
 // labelFiltered passes only the events of objects matching selector, as
