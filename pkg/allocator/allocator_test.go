@@ -117,6 +117,19 @@ func (s step) String() string {
 	return "SetPools"
 }
 
+// runSteps runs steps in order on a new allocator over pools.
+func runSteps(t *testing.T, pools []allocator.Pool, steps []step) *allocator.Allocator {
+	t.Helper()
+	a, err := allocator.New(pools)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range steps {
+		s.run(t, a)
+	}
+	return a
+}
+
 func (s step) run(t *testing.T, a *allocator.Allocator) {
 	t.Helper()
 	var err error
@@ -582,13 +595,7 @@ func TestAssign(t *testing.T) {
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			a, err := allocator.New(tc.pools)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, s := range tc.steps {
-				s.run(t, a)
-			}
+			a := runSteps(t, tc.pools, tc.steps)
 			if tc.holding != nil {
 				var got []string
 				for _, as := range a.Assignments() {

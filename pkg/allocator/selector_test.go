@@ -198,13 +198,7 @@ func TestAssignSelectors(t *testing.T) {
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			a, err := allocator.New(tc.pools)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, s := range tc.steps {
-				s.run(t, a)
-			}
+			a := runSteps(t, tc.pools, tc.steps)
 			got := []string{}
 			for _, as := range a.Assignments() {
 				s := as.Owner

@@ -137,14 +137,30 @@ func TestTakeoverAfterHolderNodeLeaseExpires(t *testing.T) {
 	}
 }
 
-// A follower whose watch missed the holder's heartbeats must not take over:
-// the fresh GET shows a newer record, which is observed as of now.
-func TestStalledWatchDoesNotTakeOver(t *testing.T) {
+// node1HoldsWeb is an API where node1 (instance i1) holds web and last
+// heartbeated at t0, and node2 (not started) beside it.
+func node1HoldsWeb(t *testing.T) (*api, *clocktest.Fake, *node) {
 	a := newAPI(t)
 	clk := clocktest.New(t0)
 	a.put(web.Namespace, web.Name, "node1", "i1", Mode, "", t0)
 	a.put(ns, NodeLeaseName("node1"), "node1", "i1", Mode, "5s/3s/1s", t0)
-	n2 := newNode(t, a, clk, "node2", "i2")
+	return a, clk, newNode(t, a, clk, "node2", "i2")
+}
+
+// waitNodeSeen waits until n has a record of node's heartbeat Lease.
+func (n *node) waitNodeSeen(node string) {
+	n.t.Helper()
+	n.waitFor(node+"'s node Lease observed", func() bool {
+		n.e.mu.Lock()
+		defer n.e.mu.Unlock()
+		return n.e.nodes[node] != nil
+	})
+}
+
+// A follower whose watch missed the holder's heartbeats must not take over:
+// the fresh GET shows a newer record, which is observed as of now.
+func TestStalledWatchDoesNotTakeOver(t *testing.T) {
+	a, clk, n2 := node1HoldsWeb(t)
 	var mu sync.Mutex
 	renew := t0
 	// node1 heartbeats, but node2's watch never shows it: only GET does.
@@ -161,11 +177,7 @@ func TestStalledWatchDoesNotTakeOver(t *testing.T) {
 	})
 	n2.e.Campaign(web)
 	n2.start()
-	n2.waitFor("node1's node Lease observed", func() bool {
-		n2.e.mu.Lock()
-		defer n2.e.mu.Unlock()
-		return n2.e.nodes["node1"] != nil
-	})
+	n2.waitNodeSeen("node1")
 	mu.Lock()
 	renew = t0.Add(4 * time.Second)
 	mu.Unlock()
@@ -190,11 +202,7 @@ func TestStalledWatchDoesNotTakeOver(t *testing.T) {
 // LeaseDuration from its sighting of the new record (the lab caught a
 // takeover there: one VIP on two nodes).
 func TestReassertedLeaseKeepsHolderAlive(t *testing.T) {
-	a := newAPI(t)
-	clk := clocktest.New(t0)
-	a.put(web.Namespace, web.Name, "node1", "i1", Mode, "", t0)
-	a.put(ns, NodeLeaseName("node1"), "node1", "i1", Mode, "5s/3s/1s", t0)
-	n2 := newNode(t, a, clk, "node2", "i2")
+	a, clk, n2 := node1HoldsWeb(t)
 	var once sync.Once
 	n2.cs.PrependReactor("update", "leases", func(ac k8stesting.Action) (bool, runtime.Object, error) {
 		l := ac.(k8stesting.UpdateAction).GetObject().(*coordinationv1.Lease)
@@ -214,11 +222,7 @@ func TestReassertedLeaseKeepsHolderAlive(t *testing.T) {
 	})
 	n2.e.Campaign(web)
 	n2.start()
-	n2.waitFor("node1's node Lease observed", func() bool {
-		n2.e.mu.Lock()
-		defer n2.e.mu.Unlock()
-		return n2.e.nodes["node1"] != nil
-	})
+	n2.waitNodeSeen("node1")
 	clk.Step(5 * time.Second) // node1's heartbeat expired by node2's observation
 	n2.waitFor("the re-asserted record observed", func() bool {
 		n2.e.mu.Lock()

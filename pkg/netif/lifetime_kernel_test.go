@@ -131,6 +131,21 @@ func added(p netip.Prefix) func(addrEvent) bool {
 }
 
 // of returns the events recorded for p, times dropped.
+// sync returns once every address event caused before it has been
+// recorded: events arrive in order on one socket, so once a marker
+// address's removal is in, everything before it is too.
+func (w *addrWatch) sync(t *testing.T, l *netif.Link) {
+	t.Helper()
+	marker := netip.MustParsePrefix("198.18.0.201/32")
+	if _, err := l.Bind(marker.Addr()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Unbind(marker.Addr()); err != nil {
+		t.Fatal(err)
+	}
+	w.waitFor(t, 5*time.Second, deleted(marker))
+}
+
 func (w *addrWatch) of(p netip.Prefix) []string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -196,16 +211,7 @@ func TestKernelBindForRefreshWithoutGap(t *testing.T) {
 			w.waitFor(t, 5*time.Second, added(sentinel))
 			// The kernel may or may not report an unchanged refresh; it
 			// must never report the address gone.
-			// Events arrive in order on one socket: once a marker address's
-			// removal has arrived, every event of the Bind above has too.
-			marker := netip.MustParsePrefix("198.18.0.201/32")
-			if _, err := l.Bind(marker.Addr()); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := l.Unbind(marker.Addr()); err != nil {
-				t.Fatal(err)
-			}
-			w.waitFor(t, 5*time.Second, deleted(marker))
+			w.sync(t, l)
 			if ev := w.of(vip); len(ev) == 0 || slices.Contains(ev, "del") {
 				t.Errorf("address events of %s: %v; want only \"new\" ones", vip, ev)
 			}
@@ -229,17 +235,7 @@ func TestKernelBindForPermanence(t *testing.T) {
 	if _, _, permanent, found := lifetimeOf(t, h, vip); !found || !permanent {
 		t.Errorf("after Bind: found %t, permanent %t; want a permanent address", found, permanent)
 	}
-	// Events arrive in order on one socket: once a marker address's removal
-	// has arrived, every event of the binds above has too (reading them
-	// before that flaked in CI: no event yet).
-	marker := netip.MustParsePrefix("198.18.0.201/32")
-	if _, err := l.Bind(marker.Addr()); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := l.Unbind(marker.Addr()); err != nil {
-		t.Fatal(err)
-	}
-	w.waitFor(t, 5*time.Second, deleted(marker))
+	w.sync(t, l) // reading the events before it flaked in CI: none yet
 	if ev := w.of(vip); len(ev) == 0 || slices.Contains(ev, "del") {
 		t.Errorf("address events of %s: %v; want only \"new\" ones", vip, ev)
 	}
