@@ -117,6 +117,19 @@ func (s step) String() string {
 	return "SetPools"
 }
 
+// holdings lists every assignment as "owner addr...".
+func holdings(a *allocator.Allocator) []string {
+	out := []string{}
+	for _, as := range a.Assignments() {
+		s := as.Owner
+		for _, x := range as.Addrs {
+			s += " " + x.String()
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
 // runSteps runs steps in order on a new allocator over pools.
 func runSteps(t *testing.T, pools []allocator.Pool, steps []step) *allocator.Allocator {
 	t.Helper()
@@ -597,15 +610,7 @@ func TestAssign(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			a := runSteps(t, tc.pools, tc.steps)
 			if tc.holding != nil {
-				var got []string
-				for _, as := range a.Assignments() {
-					s := as.Owner
-					for _, x := range as.Addrs {
-						s += " " + x.String()
-					}
-					got = append(got, s)
-				}
-				if diff := cmp.Diff(tc.holding, got); diff != "" {
+				if diff := cmp.Diff(tc.holding, holdings(a)); diff != "" {
 					t.Errorf("assignments (-want +got):\n%s", diff)
 				}
 			}

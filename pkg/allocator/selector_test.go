@@ -199,15 +199,7 @@ func TestAssignSelectors(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			a := runSteps(t, tc.pools, tc.steps)
-			got := []string{}
-			for _, as := range a.Assignments() {
-				s := as.Owner
-				for _, x := range as.Addrs {
-					s += " " + x.String()
-				}
-				got = append(got, s)
-			}
-			if diff := cmp.Diff(tc.holding, got); diff != "" {
+			if diff := cmp.Diff(tc.holding, holdings(a)); diff != "" {
 				t.Errorf("assignments (-want +got):\n%s", diff)
 			}
 		})
