@@ -113,6 +113,13 @@ func (e *env) sessionsWith(peer netip.Addr, asn uint32) []Session {
 
 func newEnv(t *testing.T, served bool, objs ...runtime.Object) *env {
 	t.Helper()
+	return newEnvAs(t, served, true, objs...)
+}
+
+// newEnvAs is newEnv with the source a status writer or not from the
+// start (before its first sync).
+func newEnvAs(t *testing.T, served, writer bool, objs ...runtime.Object) *env {
+	t.Helper()
 	listKinds := map[schema.GroupVersionResource]string{}
 	for _, r := range resources {
 		listKinds[r] = map[string]string{"bgppeers": "BGPPeerList", "bgpadvertisements": "BGPAdvertisementList",
@@ -122,7 +129,7 @@ func newEnv(t *testing.T, served bool, objs ...runtime.Object) *env {
 		cs: fake.NewClientset(), disco: &fakeDiscovery{served: served}, rec: record.NewFakeRecorder(100),
 		clk: clocktest.New(time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)), log: &syncBuffer{},
 		sessions: map[netip.Addr][]Session{}}
-	e.writer.Store(true)
+	e.writer.Store(writer)
 	e.src = New(e.disco, e.dyn, e.cs.CoreV1().Secrets("vigil"), Options{
 		Namespace: "vigil", Interval: interval, Clock: e.clk, Recorder: e.rec,
 		Log:      slog.New(slog.NewTextHandler(e.log, nil)),
@@ -344,8 +351,9 @@ func TestSourceSecretOtherNamespace(t *testing.T) {
 
 // An agent that is not the writer writes no Event and no status.
 func TestSourceNotWriter(t *testing.T) {
-	e := newEnv(t, true, obj(t, "BGPPeer", "md5", peerSpecYAML+"passwordSecret: {name: nope}\n"), obj(t, "BGPPeer", "good", peerSpecYAML))
-	e.writer.Store(false)
+	// Not the writer from the start: storing false after newEnv raced its
+	// first sync (CI saw four status writes).
+	e := newEnvAs(t, true, false, obj(t, "BGPPeer", "md5", peerSpecYAML+"passwordSecret: {name: nope}\n"), obj(t, "BGPPeer", "good", peerSpecYAML))
 	e.tick()
 	e.await("synced", func() bool { return e.src.Synced() && len(e.src.Config().Peers) == 1 && len(e.clk.Pending()) > 0 })
 	for _, a := range e.dyn.Actions() {
