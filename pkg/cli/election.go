@@ -76,10 +76,14 @@ func checkElectionMode(mode string) error {
 // granularity).
 const deadMansSwitch = time.Second + netif.LapseSlack + 200*time.Millisecond + time.Second
 
-// minNodeLease is the shortest lease node mode accepts with retry period
-// retry (heartbeats every min(lease/3, retry)).
+// minNodeLease is the shortest lease (to 100 ms, rounded up) node mode
+// accepts with retry period retry: heartbeats go every min(lease/3, retry),
+// so lease − min(lease/3, retry) ≥ deadMansSwitch holds from
+// deadMansSwitch + retry when retry is the shorter, else from
+// deadMansSwitch × 3/2 — whichever is less.
 func minNodeLease(retry time.Duration) time.Duration {
-	return max(deadMansSwitch+retry, deadMansSwitch*3/2).Round(100 * time.Millisecond)
+	floor := min(deadMansSwitch+retry, deadMansSwitch*3/2)
+	return (floor + 100*time.Millisecond - 1).Truncate(100 * time.Millisecond)
 }
 
 // runElector is what the manager runs and the agent consumes, in either

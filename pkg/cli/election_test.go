@@ -61,3 +61,19 @@ func TestSecondsString(t *testing.T) {
 		}
 	}
 }
+
+// The lease the node-mode error suggests is accepted, and 100 ms less is
+// not (the message once said 5.6s where 4.7s was the floor).
+func TestMinNodeLeaseIsTheFloor(t *testing.T) {
+	for _, retry := range []time.Duration{200 * time.Millisecond, time.Second, 2 * time.Second, 3 * time.Second} {
+		o := &electionOptions{mode: "node"}
+		floor := minNodeLease(retry)
+		renew := max(floor/2, retry+time.Millisecond)
+		if err := o.validate(true, floor, renew, retry); err != nil {
+			t.Errorf("retry %v: the suggested %v is refused: %v", retry, floor, err)
+		}
+		if err := o.validate(true, floor-100*time.Millisecond, renew, retry); err == nil {
+			t.Errorf("retry %v: %v (below the suggested %v) is accepted", retry, floor-100*time.Millisecond, floor)
+		}
+	}
+}
