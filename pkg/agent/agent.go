@@ -47,7 +47,10 @@ type Config struct {
 	// Term.Expiry) the kernel must have dropped an address by itself, should
 	// this process stop; 0 means 1s.
 	AddrMargin time.Duration
-	Clock      clock.Clock // nil: the real clock
+	// DHCPMode is dhcp_mode: the DHCP families a Service asking for
+	// 0.0.0.0 leases (:: always leases DHCPv6); empty means IPv4.
+	DHCPMode kube.DHCPMode
+	Clock    clock.Clock // nil: the real clock
 	// L2Off: addresses are not bound on the LAN interface nor announced by
 	// ARP/NDP (kube-vip's BGP mode with vip_arp=false).
 	L2Off bool
@@ -142,7 +145,7 @@ type DHCP interface {
 	// EnsureDHCP keeps a DHCP lease for key on a macvlan and the leased
 	// address up; StopDHCP withdraws it, releases the lease and removes the
 	// macvlan.
-	EnsureDHCP(key string, p vip.DHCPParams) (netip.Addr, bool, error)
+	EnsureDHCP(key string, p vip.DHCPParams) ([]netip.Addr, error)
 	StopDHCP(key string) error
 	DHCPKeys() []string
 }

@@ -386,7 +386,6 @@ func TestSyncCannotAnnounce(t *testing.T) {
 		{name: "garbage", svc: service("web", vip10+",bogus"), wantReason: "InvalidAddress", wantWarning: true},
 		{name: "only commas", svc: service("web", ","), wantReason: "InvalidAddress", wantWarning: true},
 		{name: "invalid spec.loadBalancerIP", svc: service("web", "", func(s *corev1.Service) { s.Spec.LoadBalancerIP = "224.0.0.1" }), wantReason: "InvalidAddress", wantWarning: true},
-		{name: "DHCPv6", svc: service("web", "::"), wantReason: "DHCPUnsupported", wantWarning: true},
 		{name: "DHCP mixed with static", svc: service("web", "0.0.0.0,198.18.0.50"), wantReason: "InvalidAddress", wantWarning: true},
 		{name: "no address", svc: service("web", ""), wantReason: "NoAddress"},
 	}
@@ -1070,7 +1069,7 @@ func TestSyncDHCP(t *testing.T) {
 	if err := f.sync(key); err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff([]string{"campaign " + lease(key).String(), "dhcp start " + key + " mac " + mac}, f.log.take()); diff != "" {
+	if diff := cmp.Diff([]string{"campaign " + lease(key).String(), "dhcp start " + key + " mac " + mac + " ipv4 true ipv6 false"}, f.log.take()); diff != "" {
 		t.Errorf("first sync calls (-want +got):\n%s", diff)
 	}
 	f.flushStatus()
@@ -1079,7 +1078,7 @@ func TestSyncDHCP(t *testing.T) {
 	}
 
 	leased := netip.MustParseAddr("198.18.0.201")
-	f.dp.leases = map[string]netip.Addr{key: leased}
+	f.dp.leases = map[string][]netip.Addr{key: {leased}}
 	if err := f.sync(key); err != nil {
 		t.Fatal(err)
 	}
@@ -1106,6 +1105,44 @@ func TestSyncDHCP(t *testing.T) {
 	}
 }
 
+// dhcp_mode=dual: 0.0.0.0 leases an IPv4 and an IPv6 address; the Service
+// is announced once both are up, and its requestedIP records both.
+func TestSyncDHCPDual(t *testing.T) {
+	const key = "default/web"
+	cfg := defaultConfig()
+	cfg.DHCPMode = kube.DHCPModeDual
+	svc := service("web", "0.0.0.0")
+	f := newFixture(t, cfg, withEndpoints(svc, nodeA)...)
+	f.el.leading[lease(key)] = true
+	mac := kube.Parse(svc, cfg.Class).DHCP.MAC.String()
+	v4, v6 := netip.MustParseAddr("198.18.0.201"), netip.MustParseAddr("fd00:1ab::201")
+
+	f.dp.leases = map[string][]netip.Addr{key: {v4}}
+	f.mustSync(key)
+	if diff := cmp.Diff([]string{"campaign " + lease(key).String(), "dhcp start " + key + " mac " + mac + " ipv4 true ipv6 true", "up " + v4.String()}, f.log.take()); diff != "" {
+		t.Errorf("first sync calls (-want +got):\n%s", diff)
+	}
+	f.flushStatus()
+	if got := f.status(key); got.CondReason != "DHCPPending" || len(got.Ingress) != 0 {
+		t.Errorf("with the IPv4 lease only: %+v, want DHCPPending and no ingress", got)
+	}
+
+	f.dp.leases[key] = []netip.Addr{v4, v6}
+	f.mustSync(key)
+	f.flushStatus()
+	if got := f.status(key); got.CondReason != "Announced" || len(got.Ingress) != 2 {
+		t.Errorf("with both leases: %+v, want Announced with two ingress addresses", got)
+	}
+	if got, want := f.get(key).Annotations[kube.AnnotationRequestedIP], v4.String()+","+v6.String(); got != want {
+		t.Errorf("requestedIP = %q, want %q", got, want)
+	}
+	// The next sync asks for the same addresses again.
+	f.mustSync(key)
+	if diff := cmp.Diff([]netip.Addr{v4, v6}, f.dp.dhcp[key].Requested, cmpopts.EquateComparable(netip.Addr{})); diff != "" {
+		t.Errorf("requested addresses (-want +got):\n%s", diff)
+	}
+}
+
 // Found by the fault campaign (issue 14, seed 14): a DHCP address was bound
 // without a kernel lifetime, so a SIGSTOPped holder kept it on its macvlan
 // (same MAC, same address) while the next leader leased it again: two
@@ -1116,7 +1153,7 @@ func TestDHCPAddressBoundedByTerm(t *testing.T) {
 	f := newFixture(t, defaultConfig(), withEndpoints(service("web", "0.0.0.0"), nodeA)...)
 	f.el.leading[lease(key)] = true
 	leased := netip.MustParseAddr("198.18.0.201")
-	f.dp.leases = map[string]netip.Addr{key: leased}
+	f.dp.leases = map[string][]netip.Addr{key: {leased}}
 	f.mustSync(key)
 	f.a.refreshAddrs()
 	want := termExpiry.Add(-f.a.cfg.AddrMargin)

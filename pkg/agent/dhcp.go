@@ -14,12 +14,13 @@ import (
 	"github.com/vigil-lb/vigil/pkg/vip"
 )
 
-// syncDHCP runs the DHCP side of a Service asking for 0.0.0.0: the leading
-// node keeps a lease on a macvlan and its address up; every other node (and
-// a Service that stopped asking, or is gone) has no macvlan and no client.
+// syncDHCP runs the DHCP side of a Service asking for 0.0.0.0 or ::: the
+// leading node keeps a lease per family (Config.DHCPMode) on a macvlan and
+// its addresses up; every other node (and a Service that stopped asking,
+// or is gone) has no macvlan and no client.
 func (a *Agent) syncDHCP(log *slog.Logger, svc *kube.Service, st *serviceState, v plan.Verdict, leading bool, in *statusIntent) error {
-	if !v.Active || !svc.DHCP.V4 || !leading {
-		st.dhcpAddr = netip.Addr{}
+	if !v.Active || !svc.DHCP.Asked() || !leading {
+		st.dhcpAddrs = nil
 		if !slices.Contains(a.dp.DHCPKeys(), st.key) {
 			return nil
 		}
@@ -37,42 +38,53 @@ func (a *Agent) syncDHCP(log *slog.Logger, svc *kube.Service, st *serviceState, 
 		return nil // leadership ended meanwhile: the next sync stops DHCP
 	}
 	p := vip.DHCPParams{
-		MAC: svc.DHCP.MAC, Hostname: svc.DHCP.Hostname, RequestedIP: svc.DHCP.RequestedIP,
+		MAC: svc.DHCP.MAC, Hostname: svc.DHCP.Hostname, Requested: svc.DHCP.Requested,
 		Broadcast: svc.DHCP.Broadcast, RPFilter: svc.DHCP.RPFilter, Macvlan: svc.DHCP.Macvlan,
 		Until: t.Expiry.Add(-a.cfg.AddrMargin),
 	}
-	if st.dhcpAddr.IsValid() {
-		p.RequestedIP = st.dhcpAddr
+	p.IPv4, p.IPv6 = svc.DHCP.Families(a.cfg.DHCPMode)
+	if len(st.dhcpAddrs) > 0 {
+		p.Requested = st.dhcpAddrs
 	}
-	addr, ok, err := a.dp.EnsureDHCP(st.key, p)
+	addrs, err := a.dp.EnsureDHCP(st.key, p)
 	in.mac = p.MAC.String()
-	if errors.Is(err, vip.ErrTooLate) && st.dhcpAddr.IsValid() {
-		// As up: an address already up whose term is too short to extend
-		// keeps its earlier lifetime; that is no lost lease.
-		in.addrs, in.up = []netip.Addr{st.dhcpAddr}, true
+	if errors.Is(err, vip.ErrTooLate) && len(st.dhcpAddrs) > 0 {
+		// As up: addresses already up whose term is too short to extend
+		// keep their earlier lifetime; that is no lost lease.
+		in.addrs, in.up = st.dhcpAddrs, true
 		return nil
 	}
-	a.dhcpOutcome(svc, st, p, addr, ok, in)
+	a.dhcpOutcome(svc, st, p, addrs, in)
 	if err != nil {
 		return fmt.Errorf("DHCP: %w", err)
 	}
 	return nil
 }
 
-// dhcpOutcome records what EnsureDHCP gave and reports changes.
-func (a *Agent) dhcpOutcome(svc *kube.Service, st *serviceState, p vip.DHCPParams, addr netip.Addr, ok bool, in *statusIntent) {
-	prev := st.dhcpAddr
-	switch {
-	case ok:
-		in.addrs, in.up = []netip.Addr{addr}, true
-		if prev != addr {
-			a.event(svc, corev1.EventTypeNormal, "DHCPAcquired", "node %s leased %s for MAC %s", a.cfg.NodeName, addr, p.MAC)
+// dhcpOutcome records what EnsureDHCP gave and reports changes. The
+// Service is up when every family it asks for has its address.
+func (a *Agent) dhcpOutcome(svc *kube.Service, st *serviceState, p vip.DHCPParams, addrs []netip.Addr, in *statusIntent) {
+	for _, lost := range st.dhcpAddrs {
+		if !slices.Contains(addrs, lost) {
+			a.event(svc, corev1.EventTypeWarning, "DHCPLeaseLost", "the DHCP lease of %s for %s ended; %s withdrawn, still asking", lost, p.MAC, lost)
 		}
-		st.dhcpAddr = addr
+	}
+	for _, got := range addrs {
+		if !slices.Contains(st.dhcpAddrs, got) {
+			a.event(svc, corev1.EventTypeNormal, "DHCPAcquired", "node %s leased %s for MAC %s", a.cfg.NodeName, got, p.MAC)
+		}
+	}
+	st.dhcpAddrs = addrs
+	if len(addrs) == btoi(p.IPv4)+btoi(p.IPv6) {
+		in.addrs, in.up = addrs, true
 		return
-	case prev.IsValid():
-		a.event(svc, corev1.EventTypeWarning, "DHCPLeaseLost", "the DHCP lease for %s expired; %s withdrawn, still asking", p.MAC, prev)
-		st.dhcpAddr = netip.Addr{}
 	}
 	in.up, in.addrs, in.pending = false, nil, true
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

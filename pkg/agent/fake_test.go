@@ -95,8 +95,9 @@ type fakeDataplane struct {
 	log   *callLog
 	bound map[netip.Addr]bool
 	upErr error
-	// DHCP: leases[key] is what the fake server hands out (zero: none yet).
-	leases map[string]netip.Addr
+	// DHCP: leases[key] is what the fake servers hand out, any family
+	// (none yet: nothing); a Service gets those of the families it asks.
+	leases map[string][]netip.Addr
 	dhcp   map[string]vip.DHCPParams
 	until  []time.Time // every until Up was given
 	// foreign: addresses bound by something else (RemoveForeign).
@@ -105,26 +106,32 @@ type fakeDataplane struct {
 	preserved map[netip.Addr]bool
 }
 
-func (d *fakeDataplane) EnsureDHCP(key string, p vip.DHCPParams) (netip.Addr, bool, error) {
+func (d *fakeDataplane) EnsureDHCP(key string, p vip.DHCPParams) ([]netip.Addr, error) {
 	if d.dhcp == nil {
 		d.dhcp = map[string]vip.DHCPParams{}
 	}
 	if _, ok := d.dhcp[key]; !ok {
-		d.log.add("dhcp start %s mac %s", key, p.MAC)
+		d.log.add("dhcp start %s mac %s ipv4 %t ipv6 %t", key, p.MAC, p.IPv4, p.IPv6)
 	}
 	d.dhcp[key] = p
-	addr, ok := d.leases[key]
-	if !ok || !addr.IsValid() {
-		return netip.Addr{}, false, nil
+	var up []netip.Addr
+	for _, addr := range d.leases[key] {
+		if (addr.Is4() && !p.IPv4) || (addr.Is6() && !p.IPv6) {
+			continue
+		}
+		if err := d.Up(addr, p.Until); err != nil {
+			return up, err
+		}
+		up = append(up, addr)
 	}
-	return addr, true, d.Up(addr, p.Until)
+	return up, nil
 }
 
 func (d *fakeDataplane) StopDHCP(key string) error {
 	if _, ok := d.dhcp[key]; !ok {
 		return nil
 	}
-	if addr, ok := d.leases[key]; ok {
+	for _, addr := range d.leases[key] {
 		_ = d.Down(addr)
 	}
 	d.log.add("dhcp stop %s", key)

@@ -23,7 +23,7 @@ type serviceState struct {
 	vlan       kube.VLANRef // kube-vip.io/serviceVLAN (ID 0: none)
 	ports      []kube.Port  // its ports (enable_service_security)
 	announcing bool         // this node announces it
-	dhcpAddr   netip.Addr   // DHCP address up here
+	dhcpAddrs  []netip.Addr // DHCP addresses up here
 	upnp       upnpState
 	said       map[string]bool // Events already sent for it (once each)
 }
@@ -65,7 +65,7 @@ func (st *serviceState) claim(active bool, svc *kube.Service) []netip.Addr {
 
 // idle reports whether nothing is left to remember about a deleted Service.
 func (st *serviceState) idle() bool {
-	return len(st.addrs) == 0 && !st.candidate && !st.routed && !st.announcing && !st.dhcpAddr.IsValid() && !st.upnp.local.IsValid()
+	return len(st.addrs) == 0 && !st.candidate && !st.routed && !st.announcing && len(st.dhcpAddrs) == 0 && !st.upnp.local.IsValid()
 }
 
 // once reports whether msg is new for the Service, and records it.
@@ -80,5 +80,5 @@ func (st *serviceState) once(msg string) bool {
 // uses reports whether ip is one of the Service's addresses here: asked for
 // or leased by DHCP.
 func (st *serviceState) uses(ip netip.Addr) bool {
-	return slices.Contains(st.addrs, ip) || (st.dhcpAddr.IsValid() && st.dhcpAddr == ip)
+	return slices.Contains(st.addrs, ip) || slices.Contains(st.dhcpAddrs, ip)
 }

@@ -58,7 +58,7 @@ func (a *Agent) intent(svc *kube.Service, v plan.Verdict, st *serviceState, lead
 	if svc == nil {
 		return in
 	}
-	in.addrs, in.dhcp, in.problems = svc.Addrs, svc.DHCP.V4, svc.Problems
+	in.addrs, in.dhcp, in.problems = svc.Addrs, svc.DHCP.Asked(), svc.Problems
 	switch _, bgp := a.modes(svc); {
 	case st.l2:
 		in.up = leading && allIn(svc.Addrs, a.dp.Bound())
@@ -159,8 +159,8 @@ func (a *Agent) writeAnnounced(ctx context.Context, svc *corev1.Service, in stat
 		return a.writeRouted(ctx, svc, in)
 	}
 	annos := map[string]string{kube.AnnotationVIPHost: a.cfg.NodeName}
-	if in.dhcp && len(in.addrs) == 1 {
-		annos[kube.AnnotationRequestedIP] = in.addrs[0].String()
+	if in.dhcp && len(in.addrs) > 0 {
+		annos[kube.AnnotationRequestedIP] = joinAddrs(in.addrs)
 		annos[kube.AnnotationHWAddr] = in.mac
 	}
 	ingress := ingressFor(svc, in.addrs)

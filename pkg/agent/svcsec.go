@@ -28,7 +28,7 @@ func (a *Agent) applyFirewall() error {
 	for _, ip := range a.dp.Bound() {
 		var ports []svcsec.Port
 		for _, st := range a.states {
-			if slices.Contains(st.addrs, ip) || st.dhcpAddr == ip {
+			if st.uses(ip) {
 				ports = append(ports, fwPorts(st.ports)...)
 			}
 		}

@@ -57,7 +57,7 @@ type managerOptions struct {
 	kubeconfig      string
 	prometheus      string
 	upnp            bool
-	dhcpMode        string
+	dhcpMode        kube.DHCPMode
 	stateFile       string
 	logLevel        string
 	allocator       bool
@@ -90,7 +90,7 @@ func managerSettings(o *managerOptions) []setting {
 		{"kubeconfig", []string{"k8s_config_file", "KUBECONFIG"}, "kubeconfig path (empty: in-cluster config)", str(&o.kubeconfig, "")},
 		{"prometheus-server", []string{"prometheus_server"}, "address for /metrics and /healthz (empty: off)", str(&o.prometheus, ":2112")},
 		{"upnp", []string{"enableUPNP", "enable_upnp"}, "UPnP port forwards on the gateway for Services annotated kube-vip.io/forwardUPNP=true", boolean(&o.upnp, false)},
-		{"dhcp-mode", []string{"dhcp_mode"}, "DHCP family for Services asking for 0.0.0.0: ipv4 (the only one; empty means ipv4)", str(&o.dhcpMode, "")},
+		{"dhcp-mode", []string{"dhcp_mode"}, "DHCP families for Services asking for 0.0.0.0: ipv4, ipv6 (DHCPv6) or dual (both); :: always asks DHCPv6", parsed(&o.dhcpMode, kube.DHCPModeIPv4, kube.ParseDHCPMode)},
 		{"state-file", []string{"vigil_state_file"}, "journal of bound VIPs, to clean up after a crash", str(&o.stateFile, "/run/vigil/vips.json")},
 		{"log-level", []string{"vigil_log_level"}, "debug, info, warn or error", str(&o.logLevel, "info")},
 		{"allocator", []string{"svc_allocator"}, "also run the address allocator (one leader among all agents)", boolean(&o.allocator, false)},
@@ -154,8 +154,6 @@ func (o *managerOptions) validate() error {
 		return fmt.Errorf("vip_retryperiod (%v) must be shorter than vip_renewdeadline (%v)", o.retryPeriod, o.renewDeadline)
 	case o.arpRate <= 0:
 		return fmt.Errorf("vip_arpRate must be positive, got %d", o.arpRate)
-	case o.dhcpMode != "" && o.dhcpMode != "ipv4":
-		return fmt.Errorf("dhcp_mode=%q: vigil gets IPv4 addresses from DHCP only (ipv4)", o.dhcpMode)
 	}
 	if err := o.election.validate(o.perService, o.leaseDuration, o.renewDeadline, o.retryPeriod); err != nil {
 		return err
@@ -346,7 +344,7 @@ func (m *manager) agent(client kubernetes.Interface) error {
 		Class: o.class, IgnoreNodeExclusion: o.ignoreExcludeLB,
 		Routing: routing, L2Off: l2Off, NoServiceUpdates: o.kv.noServiceUpdates, Endpoints: o.kv.endpoints,
 		NodeLabels: o.kv.nodeLabels, ElectionOnDemand: o.kv.electionOnDemand,
-		Preserve: o.kv.preserve,
+		Preserve: o.kv.preserve, DHCPMode: o.dhcpMode,
 	}, deps, m.log)
 	m.ag = ag
 	return err
@@ -430,7 +428,11 @@ func (c dhcpLease) Addr() (netip.Addr, bool) {
 
 func newDHCPClient(log *slog.Logger) vip.NewDHCPClient {
 	return func(cfg vip.DHCPClientConfig) (vip.DHCPClient, error) {
-		c, err := dhcp.New(dhcp.Config{
+		open := dhcp.New
+		if cfg.IPv6 {
+			open = dhcp.New6
+		}
+		c, err := open(dhcp.Config{
 			Interface: cfg.Interface, Hostname: cfg.Hostname, RequestedIP: cfg.Requested,
 			Broadcast: cfg.Broadcast, OnChange: cfg.OnChange, Log: log,
 		})

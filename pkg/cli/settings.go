@@ -31,6 +31,38 @@ func integer(p *int, def int) func(*pflag.FlagSet, string, string) {
 	return func(fs *pflag.FlagSet, n, u string) { fs.IntVar(p, n, def, u) }
 }
 
+// parsedValue is a flag whose text is parsed into a typed value as it is
+// set, so a bad value stops start-up naming its variable.
+type parsedValue[T ~string] struct {
+	p     *T
+	parse func(string) (T, error)
+}
+
+func (v parsedValue[T]) String() string {
+	if v.p == nil {
+		return ""
+	}
+	return string(*v.p)
+}
+
+func (v parsedValue[T]) Set(s string) error {
+	t, err := v.parse(s)
+	if err != nil {
+		return err
+	}
+	*v.p = t
+	return nil
+}
+
+func (parsedValue[T]) Type() string { return "string" }
+
+func parsed[T ~string](p *T, def T, parse func(string) (T, error)) func(*pflag.FlagSet, string, string) {
+	return func(fs *pflag.FlagSet, n, u string) {
+		*p = def
+		fs.Var(parsedValue[T]{p, parse}, n, u)
+	}
+}
+
 // register adds every setting's flag to fs, naming its variables in the
 // help text.
 func register(fs *pflag.FlagSet, table []setting) {

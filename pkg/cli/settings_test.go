@@ -8,6 +8,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/spf13/pflag"
+
+	"github.com/vigil-lb/vigil/pkg/kube"
 )
 
 // envValues is what the applyEnv tests bind their small table to.
@@ -112,6 +114,36 @@ func TestApplyEnv(t *testing.T) {
 	}
 }
 
+// dhcp_mode is parsed as it is read: each value kube-vip documents, and a
+// bad one stops start-up naming the variable.
+func TestDHCPModeSetting(t *testing.T) {
+	for _, tt := range []struct {
+		env     string
+		want    kube.DHCPMode
+		wantErr string
+	}{
+		{env: "", want: kube.DHCPModeIPv4},
+		{env: "ipv4", want: kube.DHCPModeIPv4},
+		{env: "ipv6", want: kube.DHCPModeIPv6},
+		{env: "dual", want: kube.DHCPModeDual},
+		{env: "both", wantErr: `invalid value "both" in environment variable dhcp_mode (flag --dhcp-mode)`},
+	} {
+		o := &managerOptions{}
+		table := managerSettings(o)
+		fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
+		register(fs, table)
+		err := applyEnv(fs, table, func(k string) (string, bool) { return tt.env, k == "dhcp_mode" })
+		switch {
+		case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+			t.Errorf("dhcp_mode=%q: error %v, want %q", tt.env, err, tt.wantErr)
+		case tt.wantErr == "" && err != nil:
+			t.Errorf("dhcp_mode=%q: %v", tt.env, err)
+		case tt.wantErr == "" && o.dhcpMode != tt.want:
+			t.Errorf("dhcp_mode=%q gives %q, want %q", tt.env, o.dhcpMode, tt.want)
+		}
+	}
+}
+
 func TestRegisterNamesEnvInUsage(t *testing.T) {
 	var v envValues
 	fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
@@ -194,8 +226,6 @@ func TestManagerValidate(t *testing.T) {
 		{name: "node election mode with one shared lease", change: func(o *managerOptions) { o.election.mode = "node" }, wantErr: "vigil_election_mode=node needs svc_election=true"},
 		{name: "unknown election mode", change: func(o *managerOptions) { o.perService, o.election.mode = true, "gossip" }, wantErr: `vigil_election_mode="gossip"`},
 		{name: "zero arp rate", change: func(o *managerOptions) { o.arpRate = 0 }, wantErr: "vip_arpRate must be positive"},
-		{name: "dhcp mode ipv4", change: func(o *managerOptions) { o.dhcpMode = "ipv4" }},
-		{name: "dhcp mode ipv6", change: func(o *managerOptions) { o.dhcpMode = "ipv6" }, wantErr: "IPv4 addresses from DHCP only"},
 		{name: "subnet 32", change: func(o *managerOptions) { o.subnet = "32" }},
 		{name: "subnets 32 and 128", change: func(o *managerOptions) { o.subnet = "32, 128" }},
 		{name: "subnet 24", change: func(o *managerOptions) { o.subnet = "24" }, wantErr: `vip_subnet="24"`},

@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -55,13 +56,14 @@ type Lease struct {
 	T1, T2, Expiry time.Time
 }
 
-// conn is the client's link: packetConn, or a fake in tests.
+// conn is the client's link: packetConn (DHCPv4), udp6Conn (DHCPv6), or a
+// fake in tests.
 type conn interface {
-	// recv blocks until a UDP payload for port 68 arrives and returns it
-	// with the Ethernet address it came from.
+	// recv blocks until a UDP payload for the client port arrives and
+	// returns it with the Ethernet address it came from, if known.
 	recv() ([]byte, net.HardwareAddr, error)
-	// send sends payload from src:68 to dst:67 in a frame to dstMAC
-	// (broadcast if nil).
+	// send sends payload to dst's server port; a DHCPv4 conn sends it
+	// from src:68 in a frame to dstMAC (broadcast if nil).
 	send(payload []byte, src, dst netip.Addr, dstMAC net.HardwareAddr) error
 	// interrupt makes a blocked recv return, and every later one until
 	// resume.
@@ -70,7 +72,33 @@ type conn interface {
 	close() error
 }
 
-// Client keeps one DHCPv4 lease alive on one interface.
+// protocol is one family's client logic (machine for DHCPv4, machine6 for
+// DHCPv6), without I/O or a clock: every input carries the time it
+// happened, and every step returns what to send and whether the lease
+// changed. After each step, timeout is due at due().
+type protocol interface {
+	resume(now time.Time) ([]datagram, bool)
+	timeout(now time.Time) ([]datagram, bool)
+	// receive handles a UDP payload that arrived at now from Ethernet
+	// address from (nil when the link does not say).
+	receive(now time.Time, payload []byte, from net.HardwareAddr) ([]datagram, bool)
+	// release returns the message giving the lease back, if there is one,
+	// and forgets the lease.
+	release() (datagram, bool)
+	held() (Lease, bool) // the lease, expired or not
+	due() time.Time
+}
+
+// datagram is one message to transmit.
+type datagram struct {
+	payload []byte
+	kind    string           // message type, for logs
+	src     netip.Addr       // source (DHCPv4 frames; the socket decides for DHCPv6)
+	dst     netip.Addr       // destination
+	dstMAC  net.HardwareAddr // Ethernet destination (DHCPv4); nil means broadcast
+}
+
+// Client keeps one DHCP lease alive on one interface.
 type Client struct {
 	ifname   string
 	onChange func()
@@ -79,7 +107,7 @@ type Client struct {
 	clock    clock
 
 	mu      sync.Mutex
-	m       machine // guarded by mu; stepped by Run, Release when Run is not running
+	p       protocol // guarded by mu; stepped by Run, Release when Run is not running
 	running bool
 	closed  bool
 }
@@ -108,38 +136,70 @@ func New(cfg Config) (*Client, error) {
 	return newClient(cfg, ifi.HardwareAddr, uint16(min(max(ifi.MTU, 576), 1500)), c, realClock{}), nil
 }
 
+// New6 returns a DHCPv6 Client for cfg.Interface (one IA_NA address,
+// RFC 8415), with its socket open in the network namespace of the calling
+// thread. Its DUID is DUID-LL of the interface's MAC address, so the same
+// MAC on another node gets the same lease. Config.Broadcast does not apply;
+// Config.Hostname is sent as the FQDN option. The interface needs an IPv6
+// link-local address: the kernel gives one to a macvlan brought up with
+// IPv6 enabled. Lease.Prefix, Server and Router are zero (DHCPv6 has none:
+// routers come from router advertisements).
+func New6(cfg Config) (*Client, error) {
+	if cfg.Interface == "" {
+		return nil, errors.New("dhcp: no interface")
+	}
+	if cfg.RequestedIP.IsValid() && !usable6(cfg.RequestedIP) {
+		return nil, fmt.Errorf("dhcp: requested address %s is not a global IPv6 address", cfg.RequestedIP)
+	}
+	ifi, err := net.InterfaceByName(cfg.Interface)
+	if err != nil {
+		return nil, fmt.Errorf("dhcp: %w", err)
+	}
+	if len(ifi.HardwareAddr) != 6 {
+		return nil, fmt.Errorf("dhcp: %s has no Ethernet address", cfg.Interface)
+	}
+	c, err := openConn6(ifi)
+	if err != nil {
+		return nil, fmt.Errorf("dhcp: %s: %w", cfg.Interface, err)
+	}
+	log := clientLog(cfg, ifi.HardwareAddr)
+	return withProtocol(cfg, log, newMachine6(ifi.HardwareAddr, cfg, log), c, realClock{}), nil
+}
+
 func newClient(cfg Config, hw net.HardwareAddr, maxSize uint16, c conn, clk clock) *Client {
+	log := clientLog(cfg, hw)
+	m := &machine{
+		hw:        hw,
+		hostname:  cfg.Hostname,
+		requested: cfg.RequestedIP.Unmap(),
+		maxSize:   maxSize,
+		broadcast: cfg.Broadcast,
+		newXID: func() dhcpv4.TransactionID {
+			var x dhcpv4.TransactionID
+			binary.BigEndian.PutUint32(x[:], rand.Uint32())
+			return x
+		},
+		log: log,
+	}
+	return withProtocol(cfg, log, v4{m}, c, clk)
+}
+
+func clientLog(cfg Config, hw net.HardwareAddr) *slog.Logger {
 	log := cfg.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	log = log.With("interface", cfg.Interface, "mac", hw.String())
-	return &Client{
-		ifname:   cfg.Interface,
-		onChange: cfg.OnChange,
-		log:      log,
-		conn:     c,
-		clock:    clk,
-		m: machine{
-			hw:        hw,
-			hostname:  cfg.Hostname,
-			requested: cfg.RequestedIP.Unmap(),
-			maxSize:   maxSize,
-			broadcast: cfg.Broadcast,
-			newXID: func() dhcpv4.TransactionID {
-				var x dhcpv4.TransactionID
-				binary.BigEndian.PutUint32(x[:], rand.Uint32())
-				return x
-			},
-			log: log,
-		},
-	}
+	return log.With("interface", cfg.Interface, "mac", hw.String())
+}
+
+func withProtocol(cfg Config, log *slog.Logger, p protocol, c conn, clk clock) *Client {
+	return &Client{ifname: cfg.Interface, onChange: cfg.OnChange, log: log, conn: c, clock: clk, p: p}
 }
 
 // received is a reply the reader passes to Run.
 type received struct {
-	msg  *dhcpv4.DHCPv4
-	from net.HardwareAddr
+	payload []byte
+	from    net.HardwareAddr
 }
 
 // Run acquires a lease and keeps it until ctx ends: DISCOVER, OFFER,
@@ -190,7 +250,7 @@ func (c *Client) Run(ctx context.Context) error {
 
 	t := c.clock.NewTimer()
 	defer t.Stop()
-	c.step(func(m *machine, now time.Time) ([]outgoing, bool) { return m.resume(now) }, t)
+	c.step(func(p protocol, now time.Time) ([]datagram, bool) { return p.resume(now) }, t)
 	for {
 		select {
 		case <-ctx.Done():
@@ -198,25 +258,25 @@ func (c *Client) Run(ctx context.Context) error {
 		case err := <-readErr:
 			return fmt.Errorf("dhcp: %s: receive: %w", c.ifname, err)
 		case <-t.C():
-			c.step(func(m *machine, now time.Time) ([]outgoing, bool) { return m.timeout(now) }, t)
+			c.step(func(p protocol, now time.Time) ([]datagram, bool) { return p.timeout(now) }, t)
 		case r := <-in:
-			c.step(func(m *machine, now time.Time) ([]outgoing, bool) { return m.receive(now, r.msg, r.from) }, t)
+			c.step(func(p protocol, now time.Time) ([]datagram, bool) { return p.receive(now, r.payload, r.from) }, t)
 		}
 	}
 }
 
 // step runs one machine step under the lock, sends what it returns, resets
 // t to the machine's next timeout and calls OnChange if the lease changed.
-func (c *Client) step(f func(*machine, time.Time) ([]outgoing, bool), t timer) {
+func (c *Client) step(f func(protocol, time.Time) ([]datagram, bool), t timer) {
 	c.mu.Lock()
-	out, changed := f(&c.m, c.clock.Now())
+	out, changed := f(c.p, c.clock.Now())
 	for _, o := range out {
 		if err := c.send(o); err != nil {
 			// Like a lost packet: the schedule retransmits.
-			c.log.Warn("DHCP send failed", "type", o.msg.MessageType(), "dst", o.dst, "err", err)
+			c.log.Warn("DHCP send failed", "type", o.kind, "dst", o.dst, "err", err)
 		}
 	}
-	next := c.m.next
+	next := c.p.due()
 	c.mu.Unlock()
 	t.Reset(next)
 	if changed && c.onChange != nil {
@@ -224,10 +284,9 @@ func (c *Client) step(f func(*machine, time.Time) ([]outgoing, bool), t timer) {
 	}
 }
 
-func (c *Client) send(o outgoing) error {
-	c.log.Debug("DHCP send", "type", o.msg.MessageType(), "xid", o.msg.TransactionID,
-		"ciaddr", o.msg.ClientIPAddr, "dst", o.dst)
-	return c.conn.send(o.msg.ToBytes(), o.src, o.dst, o.dstMAC)
+func (c *Client) send(o datagram) error {
+	c.log.Debug("DHCP send", "type", o.kind, "src", o.src, "dst", o.dst)
+	return c.conn.send(o.payload, o.src, o.dst, o.dstMAC)
 }
 
 // read passes replies for this client to in until ctx ends. It returns an
@@ -258,13 +317,8 @@ func (c *Client) read(ctx context.Context, in chan<- received) error {
 			}
 			continue
 		}
-		msg, err := dhcpv4.FromBytes(payload)
-		if err != nil {
-			c.log.Debug("ignoring malformed DHCP packet", "from", from, "err", err)
-			continue
-		}
 		select {
-		case in <- received{msg, from}:
+		case in <- received{slices.Clone(payload), from}:
 		case <-ctx.Done():
 			return nil
 		}
@@ -281,10 +335,11 @@ func (c *Client) isClosed() bool {
 func (c *Client) Lease() (Lease, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if !c.m.hasLease || !c.clock.Now().Before(c.m.lease.Expiry) {
+	l, ok := c.p.held()
+	if !ok || !c.clock.Now().Before(l.Expiry) {
 		return Lease{}, false
 	}
-	return c.m.lease, true
+	return l, true
 }
 
 // Release sends a DHCPRELEASE for the current lease to its server (unicast)
@@ -300,9 +355,10 @@ func (c *Client) Release() error {
 	case c.closed:
 		return fmt.Errorf("dhcp: %s: client is closed", c.ifname)
 	}
-	valid := c.m.hasLease && c.clock.Now().Before(c.m.lease.Expiry)
-	addr := c.m.lease.Addr
-	o, ok := c.m.release()
+	l, held := c.p.held()
+	valid := held && c.clock.Now().Before(l.Expiry)
+	addr := l.Addr
+	o, ok := c.p.release()
 	if !ok || !valid {
 		return nil
 	}

@@ -128,8 +128,8 @@ func newHarness(t *testing.T, cfg Config) *harness {
 	h.c = newClient(cfg, clientHW, 1500, h.conn, h.clock)
 	// Deterministic xids: 1, 2, 3 ...
 	var n uint32
-	h.c.m.newXID = func() dhcpv4.TransactionID { n++; return xid(n) }
-	h.c.m.log = slog.New(slog.DiscardHandler)
+	h.c.p.(v4).m.newXID = func() dhcpv4.TransactionID { n++; return xid(n) }
+	h.c.p.(v4).m.log = slog.New(slog.DiscardHandler)
 	t.Cleanup(h.stop)
 	return h
 }

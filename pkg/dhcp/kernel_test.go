@@ -23,6 +23,7 @@ import (
 // holds the other end of the veth and the clients' macvlans on it.
 var (
 	serverIP   = netip.MustParseAddr("198.18.0.1")
+	serverIP6  = netip.MustParseAddr("fd00:1ab::1")
 	rangeFirst = netip.MustParseAddr("198.18.0.200")
 	rangeLast  = netip.MustParseAddr("198.18.0.250")
 )
@@ -60,6 +61,7 @@ func newLAN(t *testing.T, extra ...string) *lan {
 	l := &lan{t: t, A: netnstest.New(t), B: netnstest.New(t), dir: t.TempDir()}
 	netnstest.IP(t, l.A, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", l.B)
 	netnstest.IP(t, l.A, "addr", "add", serverIP.String()+"/24", "dev", "eth0")
+	netnstest.IP(t, l.A, "addr", "add", serverIP6.String()+"/64", "dev", "eth0", "nodad")
 	netnstest.IP(t, l.A, "link", "set", "lo", "up")
 	netnstest.IP(t, l.A, "link", "set", "eth0", "up")
 	netnstest.IP(t, l.B, "link", "set", "eth0", "up")
@@ -182,6 +184,12 @@ type client struct {
 // it; it is stopped and closed when the test ends.
 func startClient(t *testing.T, ns string, cfg dhcp.Config) *client {
 	t.Helper()
+	return startClientWith(t, ns, cfg, dhcp.New)
+}
+
+// startClientWith is startClient with another constructor (dhcp.New6).
+func startClientWith(t *testing.T, ns string, cfg dhcp.Config, newClient func(dhcp.Config) (*dhcp.Client, error)) *client {
+	t.Helper()
 	c := &client{t: t, changes: make(chan time.Time, 16)}
 	cfg.OnChange = func() {
 		select {
@@ -193,7 +201,7 @@ func startClient(t *testing.T, ns string, cfg dhcp.Config) *client {
 	cfg.Log = slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	if err := netnstest.InNS(ns, func() error {
 		var err error
-		c.Client, err = dhcp.New(cfg)
+		c.Client, err = newClient(cfg)
 		return err
 	}); err != nil {
 		t.Fatal(err)
@@ -245,9 +253,14 @@ func (c *client) waitChange(within time.Duration) (time.Time, bool) {
 // acquire waits up to 2 s for the first lease.
 func (c *client) acquire() dhcp.Lease {
 	c.t.Helper()
+	return c.acquireWithin(2 * time.Second)
+}
+
+func (c *client) acquireWithin(d time.Duration) dhcp.Lease {
+	c.t.Helper()
 	start := time.Now()
-	if _, ok := c.waitChange(2 * time.Second); !ok {
-		c.t.Fatal("no lease within 2s")
+	if _, ok := c.waitChange(d); !ok {
+		c.t.Fatalf("no lease within %v", d)
 	}
 	l, ok := c.Lease()
 	if !ok {

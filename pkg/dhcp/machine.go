@@ -469,3 +469,43 @@ func addr4(ip net.IP) netip.Addr {
 func usable(a netip.Addr) bool {
 	return a.Is4() && !a.IsUnspecified() && !a.IsMulticast() && !a.IsLoopback() && a != limitedBroadcast()
 }
+
+// v4 is machine as the Client's protocol.
+type v4 struct{ m *machine }
+
+func (p v4) resume(now time.Time) ([]datagram, bool) { return datagrams(p.m.resume(now)) }
+
+func (p v4) timeout(now time.Time) ([]datagram, bool) { return datagrams(p.m.timeout(now)) }
+
+func (p v4) receive(now time.Time, payload []byte, from net.HardwareAddr) ([]datagram, bool) {
+	msg, err := dhcpv4.FromBytes(payload)
+	if err != nil {
+		p.m.log.Debug("ignoring malformed DHCP packet", "from", from, "err", err)
+		return nil, false
+	}
+	return datagrams(p.m.receive(now, msg, from))
+}
+
+func (p v4) release() (datagram, bool) {
+	o, ok := p.m.release()
+	if !ok {
+		return datagram{}, false
+	}
+	return o.datagram(), true
+}
+
+func (p v4) held() (Lease, bool) { return p.m.lease, p.m.hasLease }
+
+func (p v4) due() time.Time { return p.m.next }
+
+func datagrams(out []outgoing, changed bool) ([]datagram, bool) {
+	ds := make([]datagram, len(out))
+	for i, o := range out {
+		ds[i] = o.datagram()
+	}
+	return ds, changed
+}
+
+func (o outgoing) datagram() datagram {
+	return datagram{payload: o.msg.ToBytes(), kind: o.msg.MessageType().String(), src: o.src, dst: o.dst, dstMAC: o.dstMAC}
+}

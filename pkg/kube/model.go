@@ -1,9 +1,11 @@
 package kube
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -85,13 +87,13 @@ type Service struct {
 
 // DHCPRequest is a Service's ask for an address from DHCP (0.0.0.0 / ::).
 type DHCPRequest struct {
-	V4, V6      bool
-	MAC         net.HardwareAddr // kube-vip.io/hwaddr, else derived from the UID
-	Hostname    string           // option 12
-	RequestedIP netip.Addr       // kube-vip.io/requestedIP
-	Broadcast   bool             // kube-vip.io/dhcp-broadcast: BOOTP broadcast flag
-	RPFilter    *int             // kube-vip.io/rp_filter on the macvlan (nil: leave it)
-	Macvlan     string           // kube-vip.io/macvlanName ("": vglm<hash>)
+	V4, V6    bool             // it asked for 0.0.0.0 (V4) and/or :: (V6)
+	MAC       net.HardwareAddr // kube-vip.io/hwaddr, else derived from the UID
+	Hostname  string           // option 12
+	Requested []netip.Addr     // kube-vip.io/requestedIP: at most one per family
+	Broadcast bool             // kube-vip.io/dhcp-broadcast: BOOTP broadcast flag
+	RPFilter  *int             // kube-vip.io/rp_filter on the macvlan (nil: leave it)
+	Macvlan   string           // kube-vip.io/macvlanName ("": vglm<hash>)
 }
 
 // UPnPRequest is a Service's ask for port forwards on the gateway.
@@ -112,13 +114,12 @@ func (p Problem) String() string { return p.Reason + ": " + p.Field + ": " + p.M
 // Blocking reports whether a Problem keeps the Service from being announced
 // (as opposed to a setting that fell back to its documented default).
 func (p Problem) Blocking() bool {
-	return p.Reason == ReasonInvalidAddress || p.Reason == ReasonDHCPUnsupported
+	return p.Reason == ReasonInvalidAddress
 }
 
 // Problem reasons.
 const (
 	ReasonInvalidAddress    = "InvalidAddress"
-	ReasonDHCPUnsupported   = "DHCPUnsupported"
 	ReasonInvalidAnnotation = "InvalidAnnotation"
 )
 
@@ -190,12 +191,10 @@ func (s *Service) parseAddresses(svc *corev1.Service) {
 		s.problem(ReasonInvalidAddress, field, "0.0.0.0 or :: (DHCP) cannot be combined with host names")
 	case err != nil:
 		s.problem(ReasonInvalidAddress, field, "%v", err)
-	case r.DHCP6:
-		s.problem(ReasonDHCPUnsupported, field, "addresses from DHCPv6 (::) are not supported")
-	case r.DHCP4 && len(r.Addrs) > 0:
-		s.problem(ReasonInvalidAddress, field, "0.0.0.0 (an address from DHCP) cannot be combined with static addresses")
+	case (r.DHCP4 || r.DHCP6) && len(r.Addrs) > 0:
+		s.problem(ReasonInvalidAddress, field, "0.0.0.0 or :: (an address from DHCP) cannot be combined with static addresses")
 	default:
-		s.Addrs, s.DHCP.V4 = r.Addrs, r.DHCP4
+		s.Addrs, s.DHCP.V4, s.DHCP.V6 = r.Addrs, r.DHCP4, r.DHCP6
 	}
 }
 
@@ -214,14 +213,62 @@ func (s *Service) parseDHCP(svc *corev1.Service) {
 		s.DHCP.Hostname = v
 	}
 	if v := strings.TrimSpace(svc.Annotations[AnnotationRequestedIP]); v != "" {
-		a, err := netip.ParseAddr(v)
-		if err == nil && a.Is4() {
-			s.DHCP.RequestedIP = a
-		} else {
-			s.problem(ReasonInvalidAnnotation, AnnotationRequestedIP, "%q is not an IPv4 address; asking for any", v)
+		req, err := parseRequested(v)
+		if err != nil {
+			s.problem(ReasonInvalidAnnotation, AnnotationRequestedIP, "%q: %v; asking for any", v, err)
 		}
+		s.DHCP.Requested = req
 	}
 }
+
+// parseRequested reads kube-vip.io/requestedIP: an address, or an IPv4
+// and an IPv6 address separated by a comma.
+func parseRequested(v string) ([]netip.Addr, error) {
+	var out []netip.Addr
+	for f := range strings.SplitSeq(v, ",") {
+		a, err := netip.ParseAddr(strings.TrimSpace(f))
+		switch {
+		case err != nil || a.Zone() != "" || a.IsUnspecified() || a.IsMulticast() || a.IsLinkLocalUnicast():
+			return nil, fmt.Errorf("%q is not a unicast address", strings.TrimSpace(f))
+		case slices.ContainsFunc(out, func(o netip.Addr) bool { return o.Unmap().Is4() == a.Unmap().Is4() }):
+			return nil, errors.New("more than one address of a family")
+		}
+		out = append(out, a.Unmap())
+	}
+	return out, nil
+}
+
+// DHCPMode is dhcp_mode: which families 0.0.0.0 asks DHCP for (:: always
+// asks DHCPv6).
+type DHCPMode string
+
+// The dhcp_mode values; empty means DHCPModeIPv4.
+const (
+	DHCPModeIPv4 DHCPMode = "ipv4"
+	DHCPModeIPv6 DHCPMode = "ipv6"
+	DHCPModeDual DHCPMode = "dual"
+)
+
+// ParseDHCPMode reads dhcp_mode.
+func ParseDHCPMode(v string) (DHCPMode, error) {
+	switch m := DHCPMode(strings.TrimSpace(v)); m {
+	case "", DHCPModeIPv4:
+		return DHCPModeIPv4, nil
+	case DHCPModeIPv6, DHCPModeDual:
+		return m, nil
+	}
+	return "", fmt.Errorf("%q: want ipv4, ipv6 or dual", v)
+}
+
+// Families returns the DHCP families the Service leases under mode.
+func (r DHCPRequest) Families(mode DHCPMode) (v4, v6 bool) {
+	v4 = r.V4 && mode != DHCPModeIPv6
+	v6 = r.V6 || (r.V4 && (mode == DHCPModeIPv6 || mode == DHCPModeDual))
+	return v4, v6
+}
+
+// Asked reports whether the Service asks for any address from DHCP.
+func (r DHCPRequest) Asked() bool { return r.V4 || r.V6 }
 
 func (s *Service) parseUPnP(svc *corev1.Service) {
 	s.UPnP.Forward = strings.EqualFold(strings.TrimSpace(svc.Annotations[AnnotationForwardUPNP]), "true")

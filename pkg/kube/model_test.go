@@ -75,25 +75,35 @@ func TestParse(t *testing.T) {
 			w.Problems = []kube.Problem{{Reason: kube.ReasonInvalidAddress, Field: kube.AnnotationLoadBalancerIPs, Message: `invalid address "198.18.0.300"`}}
 		}},
 		{"dhcpv6", lbService(map[string]string{kube.AnnotationLoadBalancerIPs: "::"}), func(w *kube.Service) {
-			w.Problems = []kube.Problem{{Reason: kube.ReasonDHCPUnsupported, Field: kube.AnnotationLoadBalancerIPs, Message: "addresses from DHCPv6 (::) are not supported"}}
+			w.DHCP = kube.DHCPRequest{V6: true, MAC: derived, Hostname: "web"}
+		}},
+		{"dhcp dual", lbService(map[string]string{kube.AnnotationLoadBalancerIPs: "0.0.0.0,::", kube.AnnotationRequestedIP: "fd00:1ab::201, 198.18.0.201"}), func(w *kube.Service) {
+			w.DHCP = kube.DHCPRequest{V4: true, V6: true, MAC: derived, Hostname: "web", Requested: addrs("fd00:1ab::201", "198.18.0.201")}
+		}},
+		{"dhcpv6 with static", lbService(map[string]string{kube.AnnotationLoadBalancerIPs: "::,fd00:1ab::10"}), func(w *kube.Service) {
+			w.Problems = []kube.Problem{{Reason: kube.ReasonInvalidAddress, Field: kube.AnnotationLoadBalancerIPs, Message: "0.0.0.0 or :: (an address from DHCP) cannot be combined with static addresses"}}
 		}},
 		{"dhcp with static", lbService(map[string]string{kube.AnnotationLoadBalancerIPs: "0.0.0.0,198.18.0.10"}), func(w *kube.Service) {
-			w.Problems = []kube.Problem{{Reason: kube.ReasonInvalidAddress, Field: kube.AnnotationLoadBalancerIPs, Message: "0.0.0.0 (an address from DHCP) cannot be combined with static addresses"}}
+			w.Problems = []kube.Problem{{Reason: kube.ReasonInvalidAddress, Field: kube.AnnotationLoadBalancerIPs, Message: "0.0.0.0 or :: (an address from DHCP) cannot be combined with static addresses"}}
 		}},
 		{"dhcp defaults", lbService(map[string]string{kube.AnnotationLoadBalancerIPs: "0.0.0.0"}), func(w *kube.Service) {
 			w.DHCP = kube.DHCPRequest{V4: true, MAC: derived, Hostname: "web"}
 		}},
 		{"dhcp annotations", lbService(map[string]string{kube.AnnotationLoadBalancerIPs: "0.0.0.0", kube.AnnotationHWAddr: "02:00:00:00:aa:01",
 			kube.AnnotationHostname: "shop", kube.AnnotationRequestedIP: "198.18.0.201"}), func(w *kube.Service) {
-			w.DHCP = kube.DHCPRequest{V4: true, MAC: mac("02:00:00:00:aa:01"), Hostname: "shop", RequestedIP: netip.MustParseAddr("198.18.0.201")}
+			w.DHCP = kube.DHCPRequest{V4: true, MAC: mac("02:00:00:00:aa:01"), Hostname: "shop", Requested: addrs("198.18.0.201")}
 		}},
 		{"dhcp bad annotations fall back, loudly", lbService(map[string]string{kube.AnnotationLoadBalancerIPs: "0.0.0.0", kube.AnnotationHWAddr: "01:00:5e:00:00:01",
-			kube.AnnotationRequestedIP: "fd00::1"}), func(w *kube.Service) {
+			kube.AnnotationRequestedIP: "198.18.0.9,198.18.0.10"}), func(w *kube.Service) {
 			w.DHCP = kube.DHCPRequest{V4: true, MAC: derived, Hostname: "web"}
 			w.Problems = []kube.Problem{
 				{Reason: kube.ReasonInvalidAnnotation, Field: kube.AnnotationHWAddr, Message: `"01:00:5e:00:00:01" is not a unicast Ethernet MAC; using ` + derived.String()},
-				{Reason: kube.ReasonInvalidAnnotation, Field: kube.AnnotationRequestedIP, Message: `"fd00::1" is not an IPv4 address; asking for any`},
+				{Reason: kube.ReasonInvalidAnnotation, Field: kube.AnnotationRequestedIP, Message: `"198.18.0.9,198.18.0.10": more than one address of a family; asking for any`},
 			}
+		}},
+		{"dhcp requestedIP not unicast", lbService(map[string]string{kube.AnnotationLoadBalancerIPs: "::", kube.AnnotationRequestedIP: "fe80::1"}), func(w *kube.Service) {
+			w.DHCP = kube.DHCPRequest{V6: true, MAC: derived, Hostname: "web"}
+			w.Problems = []kube.Problem{{Reason: kube.ReasonInvalidAnnotation, Field: kube.AnnotationRequestedIP, Message: `"fe80::1": "fe80::1" is not a unicast address; asking for any`}}
 		}},
 		{"upnp", lbService(map[string]string{kube.AnnotationForwardUPNP: "True", kube.AnnotationUPnPLease: "30m"}), func(w *kube.Service) {
 			w.UPnP = kube.UPnPRequest{Forward: true, Lease: 30 * time.Minute}
@@ -254,5 +264,37 @@ func TestNodeExcluded(t *testing.T) {
 				t.Errorf("NodeExcluded = %q, want %q", got, tt.want)
 			}
 		})
+	}
+}
+
+func TestDHCPFamilies(t *testing.T) {
+	for _, tt := range []struct {
+		r      kube.DHCPRequest
+		mode   kube.DHCPMode
+		v4, v6 bool
+	}{
+		{kube.DHCPRequest{V4: true}, kube.DHCPModeIPv4, true, false},
+		{kube.DHCPRequest{V4: true}, kube.DHCPModeIPv6, false, true},
+		{kube.DHCPRequest{V4: true}, kube.DHCPModeDual, true, true},
+		{kube.DHCPRequest{V6: true}, kube.DHCPModeIPv4, false, true},
+		{kube.DHCPRequest{V6: true}, kube.DHCPModeIPv6, false, true},
+		{kube.DHCPRequest{V4: true, V6: true}, kube.DHCPModeIPv4, true, true},
+		{kube.DHCPRequest{V4: true, V6: true}, kube.DHCPModeIPv6, false, true},
+		{kube.DHCPRequest{}, kube.DHCPModeDual, false, false},
+	} {
+		if v4, v6 := tt.r.Families(tt.mode); v4 != tt.v4 || v6 != tt.v6 {
+			t.Errorf("V4 %t V6 %t under %s: families %t/%t, want %t/%t", tt.r.V4, tt.r.V6, tt.mode, v4, v6, tt.v4, tt.v6)
+		}
+	}
+}
+
+func TestParseDHCPMode(t *testing.T) {
+	for in, want := range map[string]kube.DHCPMode{"": kube.DHCPModeIPv4, "ipv4": kube.DHCPModeIPv4, " ipv6 ": kube.DHCPModeIPv6, "dual": kube.DHCPModeDual} {
+		if got, err := kube.ParseDHCPMode(in); err != nil || got != want {
+			t.Errorf("ParseDHCPMode(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	if _, err := kube.ParseDHCPMode("IPv6"); err == nil {
+		t.Error(`ParseDHCPMode("IPv6"): no error (kube-vip's values are lower case)`)
 	}
 }

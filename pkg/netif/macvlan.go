@@ -1,6 +1,7 @@
 package netif
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -148,4 +149,63 @@ func MacvlanOrAbsent(h *netlink.Handle, name string) error {
 		return fmt.Errorf("netif: %s exists and is a %s, not a macvlan", name, t)
 	}
 	return nil
+}
+
+// SkipDAD turns IPv6 duplicate address detection off on the interface
+// called name (net.ipv6.conf.<name>.accept_dad=0) and, if it is up, takes
+// it down and up again and waits (until ctx ends) for its link-local
+// address, which is then usable at once instead of after a second or two
+// of DAD. Meant for a macvlan just made, before anything is bound on it.
+// The sysctl and the address watch are those of the calling thread's
+// network namespace, so h must be in it too (nil: the current one).
+func SkipDAD(ctx context.Context, h *netlink.Handle, name string) error {
+	p := "/proc/sys/net/ipv6/conf/" + name + "/accept_dad"
+	if err := os.WriteFile(p, []byte("0"), 0o644); err != nil {
+		return fmt.Errorf("netif: set %s: %w", p, err)
+	}
+	h = handle(h)
+	l, err := h.LinkByName(name)
+	if err != nil {
+		return fmt.Errorf("netif: find %s: %w", name, err)
+	}
+	if l.Attrs().Flags&net.FlagUp == 0 {
+		return nil
+	}
+	updates, done := make(chan netlink.AddrUpdate, 16), make(chan struct{})
+	defer close(done)
+	if err := netlink.AddrSubscribeWithOptions(updates, done, netlink.AddrSubscribeOptions{}); err != nil {
+		return fmt.Errorf("netif: watch addresses: %w", err)
+	}
+	if err := h.LinkSetDown(l); err != nil {
+		return fmt.Errorf("netif: set %s down: %w", name, err)
+	}
+	if err := h.LinkSetUp(l); err != nil {
+		return fmt.Errorf("netif: set %s up: %w", name, err)
+	}
+	for {
+		ok, err := hasLinkLocal(h, l)
+		if ok || err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("netif: no link-local address on %s: %w", name, ctx.Err())
+		case <-updates:
+		}
+	}
+}
+
+// hasLinkLocal tells whether l has a usable (not tentative) IPv6
+// link-local address.
+func hasLinkLocal(h *netlink.Handle, l netlink.Link) (bool, error) {
+	addrs, err := h.AddrList(l, netlink.FAMILY_V6)
+	if err != nil {
+		return false, fmt.Errorf("netif: addresses of %s: %w", l.Attrs().Name, err)
+	}
+	for _, a := range addrs {
+		if a.IP.IsLinkLocalUnicast() && a.Flags&unix.IFA_F_TENTATIVE == 0 {
+			return true, nil
+		}
+	}
+	return false, nil
 }

@@ -51,7 +51,7 @@ func Evaluate(svc *kube.Service, others []*kube.Service, where Eligibility) Verd
 		v.Reason, v.Message, v.Warning = p.Reason, p.Field+": "+p.Message, true
 		return v
 	}
-	if len(svc.Addrs) == 0 && !svc.DHCP.V4 {
+	if len(svc.Addrs) == 0 && !svc.DHCP.Asked() {
 		v.Reason, v.Message = ReasonNoAddress, "no address requested ("+kube.AnnotationLoadBalancerIPs+" or spec.loadBalancerIP)"
 		if len(svc.Names) > 0 {
 			v.Message = "host name " + strings.Join(svc.Names, ", ") + " not resolved (yet) to an address dns_mode accepts"

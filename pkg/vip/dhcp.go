@@ -19,6 +19,10 @@ import (
 // address; Recover deletes leftovers with it.
 const MacvlanPrefix = "vglm"
 
+// linkLocalWait bounds the wait for a new macvlan's IPv6 link-local address
+// (DHCPv6 and NDP speak from it).
+const linkLocalWait = 2 * time.Second
+
 // DHCPClient keeps one DHCP lease alive on one interface (pkg/dhcp).
 type DHCPClient interface {
 	Run(ctx context.Context) error
@@ -33,17 +37,23 @@ type DHCPClientConfig struct {
 	Hostname  string
 	Requested netip.Addr
 	Broadcast bool   // BOOTP broadcast flag
+	IPv6      bool   // DHCPv6 (one IA_NA address) instead of DHCPv4
 	OnChange  func() // must only enqueue
 }
 
 // NewDHCPClient opens a DHCP client.
 type NewDHCPClient func(DHCPClientConfig) (DHCPClient, error)
 
-// DHCPParams describe the address one Service gets from DHCP.
+// DHCPParams describe the addresses one Service gets from DHCP.
 type DHCPParams struct {
-	MAC         net.HardwareAddr // the macvlan's MAC: stable per Service, so it gets the same lease
-	Hostname    string           // option 12
-	RequestedIP netip.Addr       // the address it had (option 50)
+	MAC      net.HardwareAddr // the macvlan's MAC (and DHCPv6 DUID-LL): stable per Service, so it gets the same lease
+	Hostname string           // option 12 (DHCPv6: the FQDN option)
+	// IPv4 and IPv6 are the families to lease (DHCPv4, DHCPv6); at least
+	// one.
+	IPv4, IPv6 bool
+	// Requested are the addresses it had, at most one per family (option
+	// 50, the IA_NA hint).
+	Requested []netip.Addr
 	// Until bounds the leased address's kernel lifetime as Up's until
 	// does: zero binds it permanently; otherwise EnsureDHCP must be called
 	// again with a later Until to keep it, and fails with ErrTooLate (the
@@ -66,7 +76,17 @@ func (p DHCPParams) setup() string {
 	if p.RPFilter != nil {
 		rp = *p.RPFilter
 	}
-	return fmt.Sprintf("%s broadcast=%t rp_filter=%d", p.MAC, p.Broadcast, rp)
+	return fmt.Sprintf("%s ipv4=%t ipv6=%t broadcast=%t rp_filter=%d", p.MAC, p.IPv4, p.IPv6, p.Broadcast, rp)
+}
+
+// requested is the address of family v6 in p.Requested, if any.
+func (p DHCPParams) requested(v6 bool) netip.Addr {
+	for _, a := range p.Requested {
+		if a.Unmap().Is6() == v6 {
+			return a.Unmap()
+		}
+	}
+	return netip.Addr{}
 }
 
 type dhcpSession struct {
@@ -74,10 +94,26 @@ type dhcpSession struct {
 	named  bool   // Macvlan given: journaled, as Recover cannot know it
 	users  *users // the Services on it
 	setup  string // DHCPParams.setup()
-	client DHCPClient
+	leases []*leased
 	cancel context.CancelFunc
-	done   chan struct{}
-	addr   netip.Addr // bound on link
+	done   chan struct{} // closed when every client's Run has returned
+}
+
+// leased is one family's client in a session and the address it leased
+// that is bound on the session's link.
+type leased struct {
+	client DHCPClient
+	addr   netip.Addr
+}
+
+// holds tells whether addr is one of the session's bound addresses.
+func (s *dhcpSession) holds(addr netip.Addr) bool {
+	for _, l := range s.leases {
+		if l.addr.IsValid() && l.addr == addr {
+			return true
+		}
+	}
+	return false
 }
 
 // users are the Services sharing a session; read by the client's
@@ -115,36 +151,54 @@ func MacvlanName(key string) string {
 	return MacvlanPrefix + hex.EncodeToString(sum[:4])
 }
 
-// EnsureDHCP makes sure key has a macvlan and a running DHCP client, and
-// that the leased address (if there is one) is bound on the macvlan and
-// announced, or withdrawn when the lease is gone. It returns the address
-// currently up. The client's goroutine only notifies (Config.OnDHCPChange);
-// everything on the node is done here, by the caller's worker.
-func (m *Manager) EnsureDHCP(key string, p DHCPParams) (netip.Addr, bool, error) {
+// EnsureDHCP makes sure key has a macvlan and a running DHCP client per
+// family, and that each leased address is bound on the macvlan and
+// announced, or withdrawn when its lease is gone. It returns the addresses
+// currently up (IPv4 first). The clients' goroutines only notify
+// (Config.OnDHCPChange); everything on the node is done here, by the
+// caller's worker.
+func (m *Manager) EnsureDHCP(key string, p DHCPParams) ([]netip.Addr, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.cfg.NewDHCP == nil {
-		return netip.Addr{}, false, errors.New("vip: no DHCP client configured")
+		return nil, errors.New("vip: no DHCP client configured")
 	}
 	s, err := m.session(key, p)
 	if err != nil {
-		return netip.Addr{}, false, err
+		return nil, err
 	}
-	addr, leased := s.client.Addr()
-	if s.addr.IsValid() && (!leased || addr != s.addr) {
-		if err := m.downLocked(s.addr); err != nil {
-			return netip.Addr{}, false, err
+	var up []netip.Addr
+	for _, l := range s.leases {
+		addr, err := m.ensureLeased(s.link, l, p.Until)
+		if err != nil {
+			return up, err
 		}
-		s.addr = netip.Addr{}
+		if addr.IsValid() {
+			up = append(up, addr)
+		}
 	}
-	if !leased {
-		return netip.Addr{}, false, nil
+	return up, nil
+}
+
+// ensureLeased binds l's leased address on link (withdrawing the one it
+// replaces) and returns it, or the zero Addr without a lease; mu must be
+// held.
+func (m *Manager) ensureLeased(link string, l *leased, until time.Time) (netip.Addr, error) {
+	addr, ok := l.client.Addr()
+	if l.addr.IsValid() && (!ok || addr != l.addr) {
+		if err := m.downLocked(l.addr); err != nil {
+			return netip.Addr{}, err
+		}
+		l.addr = netip.Addr{}
 	}
-	if err := m.upOn(s.link, addr, p.Until); err != nil {
-		return netip.Addr{}, false, err
+	if !ok {
+		return netip.Addr{}, nil
 	}
-	s.addr = addr
-	return addr, true, nil
+	if err := m.upOn(link, addr, until); err != nil {
+		return netip.Addr{}, err
+	}
+	l.addr = addr
+	return addr, nil
 }
 
 // session returns key's DHCP session: its own, or the one on the macvlan
@@ -180,36 +234,63 @@ func (m *Manager) startDHCP(key, name string, p DHCPParams) (*dhcpSession, error
 		return nil, err
 	}
 	u := &users{keys: map[string]bool{key: true}}
-	client, err := m.cfg.NewDHCP(DHCPClientConfig{
-		Interface: name, Hostname: p.Hostname, Requested: p.RequestedIP, Broadcast: p.Broadcast,
-		OnChange: func() {
-			for _, k := range u.list() {
-				if m.cfg.OnDHCPChange != nil {
-					m.cfg.OnDHCPChange(k)
-				}
-			}
-		},
-	})
+	leases, err := m.openClients(name, p, u)
 	if err != nil {
 		_, _ = netif.DeleteLink(nil, name)
-		return nil, fmt.Errorf("vip: DHCP client on %s: %w", name, err)
+		return nil, err
 	}
 	ctx, cancel := context.WithCancel(m.ctx)
-	s := &dhcpSession{link: name, named: p.Macvlan != "", users: u, setup: p.setup(), client: client, cancel: cancel, done: make(chan struct{})}
+	s := &dhcpSession{link: name, named: p.Macvlan != "", users: u, setup: p.setup(), leases: leases, cancel: cancel, done: make(chan struct{})}
 	m.dhcp[key] = s
 	if s.named {
 		m.journalLinks()
 	}
-	m.wg.Add(1)
-	go func() {
-		defer m.wg.Done()
-		defer close(s.done)
-		if err := client.Run(ctx); err != nil && ctx.Err() == nil {
-			m.log.Warn("DHCP client stopped", "service", key, "interface", name, "err", err)
-		}
-	}()
-	m.log.Info("DHCP client started", "service", key, "interface", name, "mac", p.MAC.String())
+	var runs sync.WaitGroup
+	for _, l := range leases {
+		runs.Go(func() {
+			if err := l.client.Run(ctx); err != nil && ctx.Err() == nil {
+				m.log.Warn("DHCP client stopped", "service", key, "interface", name, "err", err)
+			}
+		})
+	}
+	m.wg.Go(func() {
+		runs.Wait()
+		close(s.done)
+	})
+	m.log.Info("DHCP client started", "service", key, "interface", name, "mac", p.MAC.String(), "ipv4", p.IPv4, "ipv6", p.IPv6)
 	return s, nil
+}
+
+// openClients opens a DHCP client on link for each family p asks for
+// (IPv4 first); on failure the ones opened are closed.
+func (m *Manager) openClients(link string, p DHCPParams, u *users) ([]*leased, error) {
+	var out []*leased
+	for _, v6 := range []bool{false, true} {
+		if (v6 && !p.IPv6) || (!v6 && !p.IPv4) {
+			continue
+		}
+		c, err := m.cfg.NewDHCP(DHCPClientConfig{
+			Interface: link, Hostname: p.Hostname, Requested: p.requested(v6), Broadcast: p.Broadcast, IPv6: v6,
+			OnChange: func() {
+				for _, k := range u.list() {
+					if m.cfg.OnDHCPChange != nil {
+						m.cfg.OnDHCPChange(k)
+					}
+				}
+			},
+		})
+		if err != nil {
+			for _, l := range out {
+				_ = l.client.Close() // unused; the open error is the one to report
+			}
+			return nil, fmt.Errorf("vip: DHCP client on %s: %w", link, err)
+		}
+		out = append(out, &leased{client: c})
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("vip: DHCP on %s: no address family asked for", link)
+	}
+	return out, nil
 }
 
 // addMacvlan makes the DHCP macvlan name on the service interface (else
@@ -234,6 +315,16 @@ func (m *Manager) addMacvlan(name string, p DHCPParams) error {
 	}
 	if err := netif.IsolateARP(parent); err != nil {
 		m.log.Warn("cannot isolate ARP on the macvlan parent", "interface", parent, "err", err)
+	}
+	if p.IPv6 {
+		// DHCPv6 speaks from the link-local address: usable at once
+		// rather than after a second or two of DAD (its MAC is the
+		// Service's own).
+		ctx, cancel := context.WithTimeout(m.ctx, linkLocalWait)
+		defer cancel()
+		if err := netif.SkipDAD(ctx, nil, name); err != nil {
+			m.log.Warn("cannot skip DAD on the macvlan; DHCPv6 starts after it", "interface", name, "err", err)
+		}
 	}
 	if p.RPFilter != nil {
 		if err := netif.SetRPFilter(name, *p.RPFilter); err != nil {
@@ -261,19 +352,16 @@ func (m *Manager) stopDHCPLocked(key string, s *dhcpSession) error {
 		return nil // other Services still use it
 	}
 	var errs []error
-	if s.addr.IsValid() {
-		errs = append(errs, m.downLocked(s.addr))
+	for _, l := range s.leases {
+		if l.addr.IsValid() {
+			errs = append(errs, m.downLocked(l.addr))
+		}
 	}
 	s.cancel()
 	<-s.done
-	if _, ok := s.client.Addr(); ok {
-		if err := s.client.Release(); err != nil {
-			errs = append(errs, fmt.Errorf("DHCP release on %s: %w", s.link, err))
-		} else {
-			m.log.Info("DHCP lease released", "service", key, "interface", s.link)
-		}
+	for _, l := range s.leases {
+		errs = append(errs, m.release(key, s.link, l.client))
 	}
-	errs = append(errs, s.client.Close())
 	if ifc, ok := m.ifaces[s.link]; ok {
 		ifc.cancel()
 		delete(m.ifaces, s.link)
@@ -349,4 +437,17 @@ func (m *Manager) removeNamedMacvlan(name string) error {
 		m.log.Info("removed macvlan left by a previous run", "interface", name)
 	}
 	return err
+}
+
+// release gives c's lease back, if it has one, and closes c.
+func (m *Manager) release(key, link string, c DHCPClient) error {
+	var errs []error
+	if addr, ok := c.Addr(); ok {
+		if err := c.Release(); err != nil {
+			errs = append(errs, fmt.Errorf("DHCP release of %s on %s: %w", addr, link, err))
+		} else {
+			m.log.Info("DHCP lease released", "service", key, "interface", link, "addr", addr)
+		}
+	}
+	return errors.Join(append(errs, c.Close())...)
 }

@@ -3,9 +3,12 @@ package vip_test
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"slices"
 	"strings"
 	"testing"
@@ -53,7 +56,7 @@ func TestKernelEnsureDHCPSetup(t *testing.T) {
 	}{{true, 2}, {true, 2}, {false, 0}} {
 		rp := st.rp
 		if err := netnstest.InNS(ns, func() error {
-			_, _, err := m.EnsureDHCP(key, vip.DHCPParams{MAC: mac, Broadcast: st.broadcast, RPFilter: &rp})
+			_, err := m.EnsureDHCP(key, vip.DHCPParams{IPv4: true, MAC: mac, Broadcast: st.broadcast, RPFilter: &rp})
 			return err
 		}); err != nil {
 			t.Fatal(err)
@@ -104,12 +107,15 @@ func TestKernelNamedMacvlan(t *testing.T) {
 	stop := start(t, m)
 	mac, _ := net.ParseMAC("02:00:00:00:00:52")
 	ensure := func(key, link string) (netip.Addr, error) {
-		var a netip.Addr
+		var up []netip.Addr
 		err := netnstest.InNS(ns, func() (err error) {
-			a, _, err = m.EnsureDHCP(key, vip.DHCPParams{MAC: mac, Macvlan: link})
+			up, err = m.EnsureDHCP(key, vip.DHCPParams{IPv4: true, MAC: mac, Macvlan: link})
 			return err
 		})
-		return a, err
+		if len(up) != 1 {
+			return netip.Addr{}, errors.Join(err, fmt.Errorf("%d addresses up, want 1", len(up)))
+		}
+		return up[0], err
 	}
 	for _, key := range []string{"default/a", "default/b"} {
 		if a, err := ensure(key, "vgshared"); err != nil || a != leased {
@@ -153,5 +159,63 @@ func TestKernelNamedMacvlan(t *testing.T) {
 	}
 	if linkExists(t, ns, "vgshared") {
 		t.Error("vgshared left after Recover")
+	}
+}
+
+// Both families (dhcp_mode=dual): one client each on one macvlan, both
+// leased addresses bound there; the macvlan skips DAD, so DHCPv6 can speak
+// from its link-local address at once; StopDHCP removes it all.
+func TestKernelEnsureDHCPDual(t *testing.T) {
+	ns, h := fixture(t)
+	v4, v6 := netip.MustParseAddr("198.18.0.53"), netip.MustParseAddr("fd00:1ab::253")
+	var opened []vip.DHCPClientConfig
+	m := vip.New(vip.Config{
+		Interface: "eth0",
+		Announce:  announce.Options{Burst: -1, Refresh: time.Hour},
+		NewDHCP: func(c vip.DHCPClientConfig) (vip.DHCPClient, error) {
+			c.OnChange = nil
+			opened = append(opened, c)
+			if c.IPv6 {
+				return fakeDHCP{v6}, nil
+			}
+			return fakeDHCP{v4}, nil
+		},
+	}, logTo(&bytes.Buffer{}))
+	start(t, m)
+	const key = "default/dual"
+	link := vip.MacvlanName(key)
+	mac, _ := net.ParseMAC("02:00:00:00:00:53")
+	var up []netip.Addr
+	if err := netnstest.InNS(ns, func() (err error) {
+		up, err = m.EnsureDHCP(key, vip.DHCPParams{IPv4: true, IPv6: true, MAC: mac, Hostname: "dual", Requested: []netip.Addr{v6}})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]netip.Addr{v4, v6}, up, cmpAddr); diff != "" {
+		t.Errorf("addresses up (-want +got):\n%s", diff)
+	}
+	want := []vip.DHCPClientConfig{
+		{Interface: link, Hostname: "dual"},
+		{Interface: link, Hostname: "dual", Requested: v6, IPv6: true},
+	}
+	if diff := cmp.Diff(want, opened, cmpAddr); diff != "" {
+		t.Errorf("clients opened (-want +got):\n%s", diff)
+	}
+	on := addrsOn(t, h, link)
+	for _, a := range []netip.Addr{v4, v6} {
+		if !slices.Contains(on, a) {
+			t.Errorf("%s not bound on %s (has %v)", a, link, on)
+		}
+	}
+	out, err := exec.Command("ip", "-n", ns, "-6", "addr", "show", "dev", link, "scope", "link").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "fe80::") || strings.Contains(string(out), "tentative") {
+		t.Errorf("link-local address of %s: want one, not tentative (err %v):\n%s", link, err, out)
+	}
+	if err := netnstest.InNS(ns, func() error { return m.StopDHCP(key) }); err != nil {
+		t.Fatal(err)
+	}
+	if linkExists(t, ns, link) {
+		t.Errorf("%s still there after StopDHCP", link)
 	}
 }

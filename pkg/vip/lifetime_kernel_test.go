@@ -309,7 +309,7 @@ func TestKernelEnsureDHCPUntil(t *testing.T) {
 	mac, _ := net.ParseMAC("02:00:00:00:00:50")
 	ensure := func(d time.Duration) error {
 		return netnstest.InNS(ns, func() error {
-			_, _, err := m.EnsureDHCP(key, vip.DHCPParams{MAC: mac, Until: clk.Now().Add(d)})
+			_, err := m.EnsureDHCP(key, vip.DHCPParams{IPv4: true, MAC: mac, Until: clk.Now().Add(d)})
 			return err
 		})
 	}
@@ -357,7 +357,7 @@ func TestKernelUpRefreshesDHCPAddressInPlace(t *testing.T) {
 		}
 	})
 	if err := netnstest.InNS(ns, func() error {
-		if _, _, err := m.EnsureDHCP(key, vip.DHCPParams{MAC: mac, Until: clk.Now().Add(10 * time.Second)}); err != nil {
+		if _, err := m.EnsureDHCP(key, vip.DHCPParams{IPv4: true, MAC: mac, Until: clk.Now().Add(10 * time.Second)}); err != nil {
 			return err
 		}
 		return m.Up(leased, clk.Now().Add(20*time.Second))

@@ -270,7 +270,7 @@ func (m *Manager) UseInterface(addr netip.Addr, name string) {
 // it; mu must be held.
 func (m *Manager) interfaceFor(addr netip.Addr) (string, error) {
 	for _, s := range m.dhcp {
-		if s.addr == addr {
+		if s.holds(addr) {
 			return s.link, nil // a leased address lives on its macvlan
 		}
 	}
