@@ -22,13 +22,16 @@ type DHCPOptions struct {
 	LeaseTime time.Duration // default (and dnsmasq's minimum) 2 minutes
 }
 
-// DHCP range served on the LAN.
+// DHCP ranges served on the LAN (DHCPv4 and DHCPv6).
 var (
-	DHCPFirst = netip.MustParseAddr("198.18.0.200")
-	DHCPLast  = netip.MustParseAddr("198.18.0.250")
+	DHCPFirst  = netip.MustParseAddr("198.18.0.200")
+	DHCPLast   = netip.MustParseAddr("198.18.0.250")
+	DHCP6First = netip.MustParseAddr("fd00:1ab::200")
+	DHCP6Last  = netip.MustParseAddr("fd00:1ab::2ff")
 )
 
-// StartDHCP runs dnsmasq as DHCP server (DNS off) on the gateway's LAN side.
+// StartDHCP runs dnsmasq as DHCPv4 and DHCPv6 server (DNS and router
+// advertisements off) on the gateway's LAN side.
 func (n *Network) StartDHCP(ctx context.Context, opts DHCPOptions) (*Proc, error) {
 	if opts.LeaseTime == 0 {
 		opts.LeaseTime = 2 * time.Minute
@@ -38,16 +41,17 @@ func (n *Network) StartDHCP(ctx context.Context, opts DHCPOptions) (*Proc, error
 		"--conf-file=/dev/null", "--no-resolv", "--no-hosts", "--no-poll", "--port=0",
 		"--interface=eth0", "--except-interface=lo", "--bind-interfaces",
 		fmt.Sprintf("--dhcp-range=%s,%s,255.255.255.0,%ds", DHCPFirst, DHCPLast, lease),
+		fmt.Sprintf("--dhcp-range=%s,%s,64,%ds", DHCP6First, DHCP6Last, lease),
 		"--dhcp-authoritative", "--dhcp-rapid-commit", "--no-ping",
 		"--dhcp-leasefile="+n.LeaseFile(), "--pid-file="+filepath.Join(n.Dir, "dnsmasq.pid"),
 		"--user=root", "--group=root", "--log-dhcp", "--log-facility=-")
 	if err != nil {
 		return nil, err
 	}
-	// dnsmasq binds at once; wait until its socket exists.
+	// dnsmasq binds at once; wait until its sockets exist.
 	if err := WaitFor(ctx, 5*time.Second, func() bool {
-		out, _ := runIn(ctx, n.Gateway.NS, "ss", "-Hulpn", "sport = :67")
-		return strings.Contains(out, "dnsmasq")
+		out, _ := runIn(ctx, n.Gateway.NS, "ss", "-Hulpn", "sport = :67 or sport = :547")
+		return strings.Count(out, "dnsmasq") >= 2
 	}); err != nil {
 		return nil, fmt.Errorf("dnsmasq not listening: %w\n%s", err, p.Log())
 	}
@@ -60,7 +64,7 @@ func (n *Network) LeaseFile() string { return filepath.Join(n.Dir, "dnsmasq.leas
 // Lease is one line of dnsmasq's lease file.
 type Lease struct {
 	Expiry   time.Time
-	MAC      string
+	MAC      string // DHCPv6: the IAID
 	IP       netip.Addr
 	Hostname string
 }
