@@ -1,9 +1,15 @@
-// Package dhcp is a DHCPv4 client that keeps one lease alive on one
-// existing interface, typically a macvlan made for one Service so that the
-// lease follows the macvlan's stable MAC address from node to node.
+// Package dhcp is a DHCP client (DHCPv4, and DHCPv6 for one IA_NA address)
+// that keeps one lease alive on one existing interface, typically a macvlan
+// made for one Service so that the lease follows the macvlan's stable MAC
+// address from node to node.
 //
-// New opens the client's socket in the network namespace of the calling
-// thread; Run acquires a lease and keeps it until its context ends:
+// New (DHCPv4) and New6 (DHCPv6) open the client's socket in the network
+// namespace of the calling thread; Run acquires a lease and keeps it until
+// its context ends. Both families share the Client (its goroutines, timer,
+// Lease and Release); each has its own protocol machine without I/O or a
+// clock, table-tested on its own.
+//
+// DHCPv4:
 //
 //   - Acquiring: DISCOVER (with the rapid commit option, the requested
 //     address and the host name), OFFER, REQUEST, ACK; or DISCOVER and a
@@ -41,6 +47,18 @@
 // unicast to the client's address; if nobody answers ARP for it with this
 // interface's MAC, renewals fail, the lease expires and is acquired again
 // (the same address, after a gap).
+//
+// DHCPv6 (RFC 8415, machine6): Solicit (Rapid Commit, the IA_NA with the
+// address asked for, the FQDN option) to ff02::1:2, the first Advertise
+// that offers an address is taken with a Request; Renew to that server
+// from T1 and Rebind to any from T2, repeated like DHCPv4's; at the end of
+// the valid lifetime, or on a Reply without the address, the lease is
+// dropped and acquired again. The DUID is DUID-LL of the interface's MAC
+// and the IAID its last four bytes, so the same MAC gets the same lease on
+// any node. The socket is UDP [::]:546 bound to the interface
+// (SO_BINDTODEVICE); the kernel sends from the interface's link-local
+// address, so sends fail (and are retransmitted on the schedule) until that
+// address has passed DAD.
 //
 // The package knows nothing about Kubernetes, macvlans or binding addresses.
 package dhcp
