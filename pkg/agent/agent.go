@@ -491,6 +491,14 @@ func (a *Agent) electing(l2, bgp bool) bool {
 	return l2 || (bgp && a.cfg.Routing == plan.RoutingElected)
 }
 
+// sessions is the number of this node's established BGP sessions.
+func (a *Agent) sessions() int {
+	if a.router == nil {
+		return 0
+	}
+	return a.router.Peers()
+}
+
 // ecmp reports whether every eligible node advertises Services by BGP.
 func (a *Agent) ecmp() bool { return a.router != nil && a.cfg.Routing == plan.RoutingECMP }
 

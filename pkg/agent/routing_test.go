@@ -16,7 +16,8 @@ import (
 
 // fakeRouter implements Router, logging every change into the call log.
 type fakeRouter struct {
-	log   *callLog
+	log      *callLog
+	sessions int // established (Peers)
 	adv   map[netip.Addr]bool
 	calls map[netip.Addr]int // Advertise calls per address
 }
@@ -41,7 +42,7 @@ func (r *fakeRouter) Withdraw(_ context.Context, a netip.Addr) error {
 	return nil
 }
 
-func (r *fakeRouter) Peers() int { return 2 }
+func (r *fakeRouter) Peers() int { return r.sessions }
 
 func (r *fakeRouter) Advertised() []netip.Addr {
 	out := make([]netip.Addr, 0, len(r.adv))
@@ -57,7 +58,7 @@ func bgpFixture(t *testing.T, routing plan.Routing, l2 bool) (*fixture, *fakeRou
 	cfg := defaultConfig()
 	cfg.Routing, cfg.L2Off = routing, !l2
 	f := newFixture(t, cfg)
-	r := &fakeRouter{log: f.log, adv: map[netip.Addr]bool{}}
+	r := &fakeRouter{log: f.log, adv: map[netip.Addr]bool{}, sessions: 2}
 	f.a.router = r
 	return f, r
 }
@@ -155,6 +156,36 @@ func TestRoutingElected(t *testing.T) {
 	f.mustSync(key)
 	if diff := cmp.Diff([]string{"campaign " + lease(key).String(), "withdraw " + vip10}, f.log.take()); diff != "" {
 		t.Errorf("lost the Lease: calls (-want +got):\n%s", diff)
+	}
+}
+
+// An elected BGP-only Service needs a session: a node with none does not
+// campaign, and the holder whose sessions all went down resigns (withdrawing
+// the route it could not carry), so a node with a session takes it over;
+// when a session is back it campaigns again. (Found by the fault campaign:
+// a holder cut off the LAN kept the Service, unreachable, until its session
+// came back seconds after the cable.)
+func TestRoutingElectedNeedsASession(t *testing.T) {
+	const key = "default/web"
+	f, r := bgpFixture(t, plan.RoutingElected, false)
+	r.sessions = 0
+	for _, o := range withEndpoints(service("web", vip10), nodeA) {
+		f.apply(o)
+	}
+	f.mustSync(key)
+	if got := f.log.take(); len(got) != 0 {
+		t.Errorf("no session: calls %v, want none (no campaign)", got)
+	}
+	r.sessions = 1
+	f.el.leading[lease(key)] = true
+	f.mustSync(key)
+	if diff := cmp.Diff([]string{"campaign " + lease(key).String(), "advertise " + vip10}, f.log.take()); diff != "" {
+		t.Errorf("session up, leading: calls (-want +got):\n%s", diff)
+	}
+	r.sessions = 0
+	f.mustSync(key)
+	if diff := cmp.Diff([]string{"withdraw " + vip10, "resign " + lease(key).String()}, f.log.take()); diff != "" {
+		t.Errorf("sessions down: calls (-want +got):\n%s", diff)
 	}
 }
 

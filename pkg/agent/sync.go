@@ -38,13 +38,13 @@ func (a *Agent) sync(ctx context.Context, key string) error {
 	prevLease := st.lease
 	st.lease = a.leaseKey(key, svc)
 	v := plan.Evaluate(svc, a.others(svc), a.eligibility(svc))
-	candidate := plan.Candidate(v, a.addrViews(svc, key))
+	l2, bgp := a.modes(svc)
+	candidate := plan.Candidate(v, a.addrViews(svc, key)) && plan.CanCarry(l2, bgp, a.sessions())
 	leading := candidate && a.elector.Leading(st.lease)
 	forward := a.wantsForwards(svc, v, leading)
 	a.stopForwards(st, key, forward)
 
 	touched := st.claim(v.Active, svc)
-	l2, bgp := a.modes(svc)
 	st.l2, st.pool, st.iface = l2, svc.PoolName(), svc.InterfaceName()
 	if svc != nil {
 		st.ports, st.vlan = svc.Ports, svc.VLAN

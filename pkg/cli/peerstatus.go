@@ -47,6 +47,10 @@ type peerWatch struct {
 	// up, when set, takes the number of established sessions at every
 	// report (what the BGP status says, without asking GoBGP per Service).
 	up *atomic.Int32
+	// upChanged, when set, is called after up changed (an elected
+	// BGP-only Service is campaigned for only with a session): it must only
+	// enqueue.
+	upChanged func()
 }
 
 // publishPeers runs the peer watch of this node until ctx ends.
@@ -62,6 +66,11 @@ func (m *manager) publishPeers(ctx context.Context) {
 		src: m.speaker, met: m.metrics, clock: clock.Real{}, every: peerStatusInterval,
 		pub: nodestatus.NewPublisher(client.CoordinationV1(), m.o.leaseNamespace, m.o.nodeName),
 		log: m.log.With("component", "bgp-status"), up: &m.sessionsUp,
+		upChanged: func() {
+			if m.ag != nil {
+				m.ag.EnqueueAll()
+			}
+		},
 	}
 	w.run(ctx)
 }
@@ -92,7 +101,10 @@ func (w *peerWatch) report(ctx context.Context) {
 	}
 	w.met.BGPPeers(metricPeers(peers))
 	if w.up != nil {
-		w.up.Store(int32(established(peers)))
+		n := int32(established(peers))
+		if w.up.Swap(n) != n && w.upChanged != nil {
+			w.upChanged()
+		}
 	}
 	if _, err := w.pub.Publish(ctx, nodePeers(peers)); err != nil {
 		w.logErr(ctx, "publish BGP peer status", err)

@@ -81,8 +81,9 @@ func TestPeerWatch(t *testing.T) {
 	up := bgp.PeerState{Address: netip.MustParseAddr("198.18.0.254"), ASN: 65001, State: "established", Since: start, PrefixesSent: 2}
 	down := bgp.PeerState{Address: netip.MustParseAddr("fd00:1ab::fe"), ASN: 65002, State: "active", LastError: "hold timer expired"}
 	src.set(nil, up, down)
-	var sessionsUp atomic.Int32
-	w := &peerWatch{src: src, pub: rec, met: rec, clock: clk, every: 10 * time.Second, log: slog.New(slog.NewTextHandler(io.Discard, nil)), up: &sessionsUp}
+	var sessionsUp, upChanges atomic.Int32
+	w := &peerWatch{src: src, pub: rec, met: rec, clock: clk, every: 10 * time.Second, log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		up: &sessionsUp, upChanged: func() { upChanges.Add(1) }}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); w.run(ctx) }()
@@ -119,6 +120,9 @@ func TestPeerWatch(t *testing.T) {
 	<-done
 	if got := sessionsUp.Load(); got != 1 {
 		t.Errorf("established sessions recorded: %d, want 1", got)
+	}
+	if got := upChanges.Load(); got != 1 {
+		t.Errorf("upChanged called %d times, want once (0 -> 1 established; it stayed 1)", got)
 	}
 
 	wantPub := []nodestatus.Peer{

@@ -27,6 +27,13 @@ func Candidate(v Verdict, addrs []AddrView) bool {
 	return true
 }
 
+// CanCarry reports whether this node can take a Service out by the ways its
+// pool allows: a Service announced by BGP only needs at least one
+// established session here. (An elected holder without one could not
+// advertise it while another node could; a node without sessions does not
+// campaign for it, and resigns it.)
+func CanCarry(l2, bgp bool, sessions int) bool { return l2 || !bgp || sessions > 0 }
+
 // Action is what to do with one address on this node.
 type Action int
 

@@ -183,3 +183,23 @@ func TestRouted(t *testing.T) {
 		t.Error("Route: routed here must announce, else withdraw")
 	}
 }
+
+func TestCanCarry(t *testing.T) {
+	tests := []struct {
+		name     string
+		l2, bgp  bool
+		sessions int
+		want     bool
+	}{
+		{"L2 only", true, false, 0, true},
+		{"L2 and BGP, no session: still on the LAN", true, true, 0, true},
+		{"BGP only, no session", false, true, 0, false},
+		{"BGP only, a session", false, true, 1, true},
+		{"neither (nothing to carry: not gated here)", false, false, 0, true},
+	}
+	for _, tt := range tests {
+		if got := plan.CanCarry(tt.l2, tt.bgp, tt.sessions); got != tt.want {
+			t.Errorf("%s: CanCarry = %t, want %t", tt.name, got, tt.want)
+		}
+	}
+}

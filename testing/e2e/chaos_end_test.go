@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
 	"os"
 	"slices"
@@ -143,6 +144,7 @@ func (k *campaign) findLeftovers(ks *keptSet) []string {
 			found = append(found, l)
 		}
 	}
+	found = append(found, k.leftoverRoutes(ks)...)
 	found = append(found, k.leftoverLeases(ks)...)
 	found = append(found, k.leftoverMappings(ks)...)
 	return append(found, k.leftoverDHCP(ks)...)
@@ -161,6 +163,22 @@ func (ks *keptSet) accountsFor(leftover string) bool {
 		hasDHCP = hasDHCP || d
 	}
 	return hasDHCP && !strings.Contains(leftover, ": address ")
+}
+
+// leftoverRoutes lists the router's host routes for addresses no existing
+// Service has.
+func (k *campaign) leftoverRoutes(ks *keptSet) []string {
+	routes, err := k.rtS.Routes()
+	if err != nil {
+		return []string{fmt.Sprintf("list router routes: %v", err)}
+	}
+	var out []string
+	for _, a := range slices.SortedFunc(maps.Keys(routes), netip.Addr.Compare) {
+		if !ks.addrs[a] {
+			out = append(out, fmt.Sprintf("router: route %s via %v", a, routes[a]))
+		}
+	}
+	return out
 }
 
 func (k *campaign) leftoverLeases(ks *keptSet) []string {

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"github.com/vigil-lb/vigil/testing/chaos/checker"
 	"github.com/vigil-lb/vigil/testing/lab"
 )
@@ -66,6 +68,7 @@ type campaign struct {
 	rnd  *rand.Rand // the schedule's randomness: drawn by the scheduler only
 	chk  *checker.Checker
 	nsS  *checker.NodeSampler
+	rtS  *checker.RouteSampler    // the BGP router's host routes
 	base map[string]checker.State // what the nodes had before any Service
 
 	svcs        map[string]*chaosSvc // the workload, owned by the scheduler
@@ -138,6 +141,7 @@ func (k *campaign) setup() {
 	if k.upnp, err = k.c.n.StartUPnP(k.ctx, lab.UPnPOptions{Secure: true}); err != nil {
 		t.Fatal(err)
 	}
+	k.startBGP()
 	k.c.createPool("chaos", []string{chaosPoolRange}, true)
 	for _, h := range k.c.n.Nodes {
 		if err := k.startAgent(h.Name); err != nil {
@@ -169,11 +173,46 @@ func (k *campaign) mode() string {
 	return strings.Join(k.cfg.Env, " ")
 }
 
-// agentEnv runs the allocator in every agent and forwards UPnP, plus the
-// run's mode.
+// agentEnv runs the allocator in every agent, forwards UPnP and peers with
+// the lab router (kube-vip's variables), plus the run's mode.
 func (k *campaign) agentEnv(node string) []string {
 	return append([]string{"svc_allocator=true", "POD_NAME=vigil-" + node, "POD_NAMESPACE=" + k.c.ns,
-		"enableUPNP=true", "vigil_log_level=info"}, k.cfg.Env...)
+		"enableUPNP=true", "vigil_log_level=info",
+		"bgp_enable=true", "bgp_peers=" + lab.RouterIPv4.String() + ":65001", "bgp_hold_time=9", "bgp_keepalive_interval=3"}, k.cfg.Env...)
+}
+
+// startBGP starts the lab router (before the agents: it gives the nodes a
+// route) and a BGPAdvertisement for chaosBGPPool only, so every other pool
+// stays on the LAN.
+func (k *campaign) startBGP() {
+	t := k.t
+	r, err := k.c.n.StartRouter(k.ctx, lab.RouterOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k.rtS, err = checker.NewRouteSampler(r.Host.NS, k.nodeAddrs())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(k.rtS.Close)
+	dyn := bgpCRDs(t, k.ctx)
+	name := chaosBGPPool + "-" + k.c.ns
+	adv := object(t, "apiVersion: vigil.io/v1alpha1\nkind: BGPAdvertisement\nmetadata: {name: "+name+"}\nspec: {ipAddressPools: ["+chaosBGPPool+"]}\n")
+	if _, err := dyn.Resource(vigilGVR("bgpadvertisements")).Create(k.ctx, adv, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = dyn.Resource(vigilGVR("bgpadvertisements")).Delete(context.Background(), name, metav1.DeleteOptions{})
+	})
+}
+
+// nodeAddrs maps every node's LAN addresses to its name.
+func (k *campaign) nodeAddrs() map[netip.Addr]string {
+	out := map[netip.Addr]string{}
+	for _, h := range k.c.n.Nodes {
+		out[h.IPv4], out[h.IPv6] = h.Name, h.Name
+	}
+	return out
 }
 
 // startAgent starts node's agent and watches for an exit nobody asked for.
@@ -221,7 +260,7 @@ func (k *campaign) expectExit(node string) *lab.Proc {
 	return p
 }
 
-// startChecker runs the checker's three loops (netlink, ARP/NDP, API) until
+// startChecker runs the checker's four loops (netlink, router, ARP/NDP, API) until
 // the campaign's context ends.
 func (k *campaign) startChecker() {
 	var nodes []checker.Node
@@ -249,8 +288,9 @@ func (k *campaign) startChecker() {
 	}
 	ctx, cancel := context.WithCancel(k.ctx)
 	var wg sync.WaitGroup
-	wg.Add(3)
+	wg.Add(4)
 	go func() { defer wg.Done(); k.loopErr("netlink", s.Run(ctx, k.chk, 100*time.Millisecond)) }()
+	go func() { defer wg.Done(); k.loopErr("router", k.rtS.Run(ctx, k.chk, 100*time.Millisecond)) }()
 	go func() { defer wg.Done(); k.loopErr("probe", p.Run(ctx, k.chk, 100*time.Millisecond, targets)) }()
 	go func() { defer wg.Done(); k.statusLoop(ctx) }()
 	var once sync.Once

@@ -24,8 +24,9 @@ import (
 // it; the checker is told the same through want().
 type chaosSvc struct {
 	name      string
-	kind      string       // static, shared, local, auto, dhcp, upnp, v6
+	kind      string       // static, shared, local, auto, dhcp, upnp, v6, bgp
 	addrs     []netip.Addr // asked for (none: allocator or DHCP)
+	pool      string       // metallb.universe.tf/address-pool ("": none)
 	share     string       // sharing group of a shared static address
 	port      int32
 	local     bool
@@ -40,11 +41,18 @@ var (
 	chaosStaticLast  = netip.MustParseAddr("198.18.0.99")
 	chaosPoolRange   = "198.18.0.100-198.18.0.149"
 	chaosV6First     = netip.MustParseAddr("fd00:1ab::100")
+	// BGP Services: the pool chaosBGPPool, which only a BGPAdvertisement
+	// selects (announced to the lab router, never on the LAN).
+	chaosBGPFirst = netip.MustParseAddr("198.18.0.150")
+	chaosBGPLast  = netip.MustParseAddr("198.18.0.159")
 )
 
-// workload is the initial mix: per 47 Services, 14 static, 3 pairs sharing
+const chaosBGPPool = "chaos-bgp"
+
+// workload is the initial mix: per 51 Services, 14 static, 3 pairs sharing
 // an address (ports differ), 6 Local with moving endpoints, 10 from the
-// allocator, 3 from DHCP, 4 with UPnP forwards and 4 IPv6.
+// allocator, 3 from DHCP, 4 with UPnP forwards, 4 IPv6 and 4 announced by
+// BGP only (2 of them Local with moving endpoints).
 func (k *campaign) workload() []*chaosSvc {
 	var out []*chaosSvc
 	add := func(kind string, n int, f func(i int, s *chaosSvc)) {
@@ -73,15 +81,24 @@ func (k *campaign) workload() []*chaosSvc {
 		}
 		s.addrs = []netip.Addr{a}
 	})
+	add("bgp", 4, func(i int, s *chaosSvc) {
+		s.addrs, s.pool = []netip.Addr{k.takeFrom(chaosBGPFirst, chaosBGPLast)}, chaosBGPPool
+		if i%2 == 1 {
+			s.local, s.endpoints = true, k.someNodes()
+		}
+	})
 	add("auto", 10, func(int, *chaosSvc) {})
 	add("dhcp", 3, func(int, *chaosSvc) {})
 	return out
 }
 
 // takeStatic picks a free address of the static range at random.
-func (k *campaign) takeStatic() netip.Addr {
+func (k *campaign) takeStatic() netip.Addr { return k.takeFrom(chaosStaticFirst, chaosStaticLast) }
+
+// takeFrom picks a free address of [first, last] at random.
+func (k *campaign) takeFrom(first, last netip.Addr) netip.Addr {
 	var free []netip.Addr
-	for a := chaosStaticFirst; !chaosStaticLast.Less(a); a = a.Next() {
+	for a := first; !last.Less(a); a = a.Next() {
 		if !k.staticUsed(a) {
 			free = append(free, a)
 		}
@@ -136,6 +153,9 @@ func (s *chaosSvc) object(ns string) *corev1.Service {
 	}
 	if s.kind == "upnp" {
 		svc.Annotations["kube-vip.io/forwardUPNP"] = "true"
+	}
+	if s.pool != "" {
+		svc.Annotations["metallb.universe.tf/address-pool"] = s.pool
 	}
 	if s.ignored {
 		svc.Annotations["kube-vip.io/ignore"] = "true"

@@ -99,6 +99,7 @@ type Checker struct {
 	apiUpSince time.Time
 
 	held       map[netip.Addr][]string
+	routes     map[netip.Addr][]string // a BGP router's host routes, by VIP
 	lastAnswer map[netip.Addr]time.Time
 	api        map[string]APIService
 	mismatch   map[string]time.Time

@@ -146,6 +146,14 @@ func TestChecker(t *testing.T) {
 			every(7000, 7600, func(ms int) step { return answers(ms, nil) })),
 		want: []got{{NotAnnounced, "web", 7500, -1}},
 	}, {
+		name: "a BGP VIP is announced by its route on the router, not by ARP",
+		steps: concat([]step{want(0, web(true))},
+			every(0, 7000, func(ms int) step {
+				return step{ms, func(c *Checker) { c.Routes(at(ms), map[netip.Addr][]string{vip: {"node1", "node2"}}) }}
+			}),
+			every(0, 8000, func(ms int) step { return answers(ms, nil) })),
+		want: []got{{NotAnnounced, "web", 7500, -1}},
+	}, {
 		name: "a Service that should not be announced is never required",
 		steps: concat([]step{want(0, web(false))},
 			every(0, 10000, func(ms int) step { return answers(ms, nil) })),

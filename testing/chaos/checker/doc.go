@@ -11,8 +11,10 @@
 // every violation of the campaign's invariants as an episode with a start and
 // an end time:
 //
-//  1. two-holders: two nodes hold, or answer ARP/NDP for, one L2 VIP at once;
-//  2. not-announced: a Service that should be announced is not, longer than
+//  1. two-holders: two nodes hold, or answer ARP/NDP for, one L2 VIP at once
+//     (a BGP VIP, which every advertising node binds on lo, is held by none);
+//  2. not-announced: a Service that should be announced is not (no probe
+//     answer, and no host route on the BGP router), longer than
 //     LeaseDuration + 1 s after the last fault that touched it healed (or
 //     after its own last change);
 //  3. status-mismatch: while the API server is up and the Service is settled
@@ -22,6 +24,6 @@
 //  5. agent-exit: an agent exits that the campaign did not stop;
 //  6. leftover: after the campaign, anything a deleted Service left behind.
 //
-// The probes (Prober, NodeSampler) run the sampling loops against real
+// The probes (Prober, NodeSampler, RouteSampler) run the sampling loops against real
 // namespaces; they need root and are used by the lab campaign only.
 package checker

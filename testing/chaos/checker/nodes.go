@@ -91,7 +91,7 @@ func (s *NodeSampler) Run(ctx context.Context, c *Checker, interval time.Duratio
 		}
 		held := map[string][]netip.Addr{}
 		for i, n := range s.nodes {
-			addrs, err := s.vipAddrs(i)
+			addrs, err := s.vipAddrs(i, false)
 			if err != nil {
 				return err
 			}
@@ -105,11 +105,16 @@ func (s *NodeSampler) Run(ctx context.Context, c *Checker, interval time.Duratio
 }
 
 // vipAddrs lists node i's addresses that are not its own, link-local or
-// loopback.
-func (s *NodeSampler) vipAddrs(i int) ([]netip.Addr, error) {
+// loopback; withLo includes those bound on lo (BGP VIPs, which every
+// advertising node binds there: no LAN holder).
+func (s *NodeSampler) vipAddrs(i int, withLo bool) ([]netip.Addr, error) {
 	as, err := s.handles[i].AddrList(nil, netlink.FAMILY_ALL)
 	if err != nil {
 		return nil, fmt.Errorf("addresses of %s: %w", s.nodes[i].Name, err)
+	}
+	lo, err := s.handles[i].LinkByName("lo")
+	if err != nil {
+		return nil, fmt.Errorf("lo of %s: %w", s.nodes[i].Name, err)
 	}
 	var out []netip.Addr
 	for _, a := range as {
@@ -118,7 +123,7 @@ func (s *NodeSampler) vipAddrs(i int) ([]netip.Addr, error) {
 			continue
 		}
 		ip = ip.Unmap()
-		if ip.IsLoopback() || ip.IsLinkLocalUnicast() || slices.Contains(s.nodes[i].Own, ip) {
+		if ip.IsLoopback() || ip.IsLinkLocalUnicast() || slices.Contains(s.nodes[i].Own, ip) || (!withLo && a.LinkIndex == lo.Attrs().Index) {
 			continue
 		}
 		out = append(out, ip)
@@ -162,7 +167,7 @@ func (s *NodeSampler) Snapshot() (map[string]State, error) {
 func (s *NodeSampler) state(i int) (State, error) {
 	var st State
 	var err error
-	if st.Addrs, err = s.vipAddrs(i); err != nil {
+	if st.Addrs, err = s.vipAddrs(i, true); err != nil {
 		return st, err
 	}
 	links, err := s.handles[i].LinkList()

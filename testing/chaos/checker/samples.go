@@ -61,6 +61,31 @@ func (c *Checker) Answers(at time.Time, round map[netip.Addr][]string) {
 	c.checkAnnounced(at)
 }
 
+// Routes takes one sample of a BGP router's host routes: a VIP with a
+// route via some node counts as announced (invariant 2) as a probe answer
+// does; the routes are kept for the leftover check (Routed).
+func (c *Checker) Routes(at time.Time, routes map[netip.Addr][]string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for a, via := range routes {
+		if len(via) > 0 {
+			c.answered(at, a)
+		}
+	}
+	c.routes = routes
+}
+
+// Routed is the last router sample: the nodes each host route goes via.
+func (c *Checker) Routed() map[netip.Addr][]string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make(map[netip.Addr][]string, len(c.routes))
+	for a, via := range c.routes {
+		out[a] = append([]string(nil), via...)
+	}
+	return out
+}
+
 // answered notes an answer for a and records the gap it ends, if any.
 func (c *Checker) answered(at time.Time, a netip.Addr) {
 	last, ok := c.lastAnswer[a]

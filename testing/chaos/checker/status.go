@@ -24,7 +24,8 @@ func (c *Checker) Status(at time.Time, list []APIService) {
 }
 
 // checkStatus: for a managed, settled Service the ingress must list exactly
-// its addresses that some node holds, within StatusSlack of API uptime.
+// its addresses that some node holds (or the router routes), within
+// StatusSlack of API uptime.
 func (c *Checker) checkStatus(at time.Time) {
 	still := map[string]bool{}
 	for name, w := range c.svcs {
@@ -60,11 +61,12 @@ func (c *Checker) checkStatus(at time.Time) {
 	c.closeMissing(StatusMismatch, "status/", still, at)
 }
 
-// heldOf keeps the addresses some node holds, sorted.
+// heldOf keeps the addresses some node holds on the LAN, or the BGP router
+// routes to some node, sorted.
 func (c *Checker) heldOf(addrs []netip.Addr) []netip.Addr {
 	var out []netip.Addr
 	for _, a := range addrs {
-		if len(c.held[a]) > 0 {
+		if len(c.held[a]) > 0 || len(c.routes[a]) > 0 {
 			out = append(out, a)
 		}
 	}
