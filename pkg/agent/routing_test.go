@@ -18,8 +18,8 @@ import (
 type fakeRouter struct {
 	log      *callLog
 	sessions int // established (Peers)
-	adv   map[netip.Addr]bool
-	calls map[netip.Addr]int // Advertise calls per address
+	adv      map[netip.Addr]bool
+	calls    map[netip.Addr]int // Advertise calls per address
 }
 
 func (r *fakeRouter) Advertise(_ context.Context, a netip.Addr, _ string) error {
