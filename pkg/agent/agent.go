@@ -12,8 +12,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
-	"k8s.io/client-go/informers"
-	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
@@ -22,6 +20,7 @@ import (
 	"github.com/vigil-lb/vigil/internal/clock"
 	"github.com/vigil-lb/vigil/pkg/election"
 	"github.com/vigil-lb/vigil/pkg/kube"
+	"github.com/vigil-lb/vigil/pkg/kubeclient"
 	"github.com/vigil-lb/vigil/pkg/plan"
 	"github.com/vigil-lb/vigil/pkg/svcsec"
 	"github.com/vigil-lb/vigil/pkg/upnp"
@@ -168,7 +167,7 @@ type PortMapper interface {
 // Deps are what the agent works through. Metrics, Recorder and PortMapper
 // are optional (no PortMapper: UPnP off).
 type Deps struct {
-	Client     kubernetes.Interface
+	Client     Client
 	Elector    Elector
 	Dataplane  Dataplane
 	Metrics    Metrics
@@ -184,6 +183,15 @@ type Deps struct {
 	Names func(name string) []netip.Addr
 }
 
+// Client is what the agent reads and writes through the API (a
+// *kubeclient.Clientset).
+type Client interface {
+	Services(namespace string) kubeclient.Services
+	Nodes() kubeclient.Nodes
+	Endpoints(namespace string) kubeclient.Endpoints
+	EndpointSlices(namespace string) kubeclient.EndpointSlices
+}
+
 // Metrics receives what the agent measures.
 type Metrics interface {
 	Reconciled(d time.Duration, err error)
@@ -195,7 +203,7 @@ type Metrics interface {
 // Agent reconciles LoadBalancer Services on this node.
 type Agent struct {
 	cfg      Config
-	client   kubernetes.Interface
+	client   Client
 	elector  Elector
 	janitor  LeaseJanitor
 	dp       Dataplane
@@ -208,8 +216,7 @@ type Agent struct {
 	clock    clock.Clock
 	models   *kube.Models
 
-	factory      informers.SharedInformerFactory
-	nodeFactory  informers.SharedInformerFactory
+	infs         kubeclient.Informers
 	services     corelisters.ServiceLister
 	nodes        corelisters.NodeLister
 	svcIndex     cache.Indexer
@@ -308,17 +315,24 @@ func (c *Config) check() error {
 // informers sets up the Service, EndpointSlice and Node informers; their
 // handlers only enqueue.
 func (a *Agent) informers() error {
-	opts := []informers.SharedInformerOption{informers.WithTransform(kube.Slim)}
-	if a.cfg.Namespace != "" {
-		opts = append(opts, informers.WithNamespace(a.cfg.Namespace))
+	slim := kubeclient.InformerOptions{Transform: kube.Slim}
+	svcInf, err := kubeclient.NewInformer(a.client.Services(a.cfg.Namespace), a.client, &corev1.Service{}, slim)
+	if err != nil {
+		return err
 	}
-	a.factory = informers.NewSharedInformerFactoryWithOptions(a.client, 0, opts...)
-	a.nodeFactory = informers.NewSharedInformerFactoryWithOptions(a.client, 0, informers.WithTransform(kube.Slim))
-	svcInf := a.factory.Core().V1().Services().Informer()
-	sliceInf := a.endpointsInformer()
-	nodeInf := a.nodeFactory.Core().V1().Nodes().Informer()
-	a.services = a.factory.Core().V1().Services().Lister()
-	a.nodes = a.nodeFactory.Core().V1().Nodes().Lister()
+	sliceInf, err := a.endpointsInformer(slim)
+	if err != nil {
+		return err
+	}
+	nodeInf, err := kubeclient.NewInformer(a.client.Nodes(), a.client, &corev1.Node{}, slim)
+	if err != nil {
+		return err
+	}
+	a.infs.Add(svcInf)
+	a.infs.Add(sliceInf)
+	a.infs.Add(nodeInf)
+	a.services = corelisters.NewServiceLister(svcInf.GetIndexer())
+	a.nodes = corelisters.NewNodeLister(nodeInf.GetIndexer())
 	a.svcIndex, a.sliceIndex, a.nodeIndex = svcInf.GetIndexer(), sliceInf.GetIndexer(), nodeInf.GetIndexer()
 	a.synced = []cache.InformerSynced{svcInf.HasSynced, sliceInf.HasSynced, nodeInf.HasSynced}
 	if a.policy != nil {
@@ -367,11 +381,12 @@ func (a *Agent) vipIndex(obj any) ([]string, error) {
 
 // endpointsInformer is the source of ready endpoints: EndpointSlices, or
 // v1 Endpoints with Config.Endpoints.
-func (a *Agent) endpointsInformer() cache.SharedIndexInformer {
+func (a *Agent) endpointsInformer(o kubeclient.InformerOptions) (cache.SharedIndexInformer, error) {
+	ns := a.cfg.Namespace
 	if a.cfg.Endpoints {
-		return a.factory.Core().V1().Endpoints().Informer() //nolint:staticcheck // enable_endpoints asks for v1 Endpoints
+		return kubeclient.NewInformer(a.client.Endpoints(ns), a.client, &corev1.Endpoints{}, o) //nolint:staticcheck // enable_endpoints asks for v1 Endpoints
 	}
-	return a.factory.Discovery().V1().EndpointSlices().Informer()
+	return kubeclient.NewInformer(a.client.EndpointSlices(ns), a.client, &discoveryv1.EndpointSlice{}, o)
 }
 
 // sliceServiceIndex indexes EndpointSlices (or v1 Endpoints) by their

@@ -19,6 +19,7 @@ import (
 
 	"github.com/vigil-lb/vigil/pkg/election"
 	"github.com/vigil-lb/vigil/pkg/kube"
+	"github.com/vigil-lb/vigil/pkg/kubeclient/kubeclienttest"
 )
 
 const (
@@ -51,7 +52,7 @@ func TestNewValidatesConfig(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := New(tt.cfg, Deps{Client: fake.NewClientset(), Elector: &fakeElector{}, Dataplane: &fakeDataplane{}}, nil)
+			_, err := New(tt.cfg, Deps{Client: kubeclienttest.Wrap(fake.NewClientset()), Elector: &fakeElector{}, Dataplane: &fakeDataplane{}}, nil)
 			if (err != nil) != tt.wantErr {
 				t.Errorf("New: err = %v, want error %t", err, tt.wantErr)
 			}
@@ -1017,7 +1018,7 @@ func TestEnqueue(t *testing.T) {
 	}
 }
 
-// The real informers, started from New's factory, feed sync and the
+// The real informers, started from New's informer group, feed sync and the
 // address index.
 func TestInformerWiring(t *testing.T) {
 	web := service("web", vip10)
@@ -1025,15 +1026,13 @@ func TestInformerWiring(t *testing.T) {
 	client := fake.NewClientset(web, slice(web, on(nodeA)...), api, service("other", vip11))
 	log := &callLog{}
 	el := &fakeElector{log: log, leading: map[election.Key]bool{}, heldByOther: map[election.Key]bool{}, campaigning: map[election.Key]bool{}}
-	a, err := New(defaultConfig(), Deps{Client: client, Elector: el, Dataplane: &fakeDataplane{log: log, bound: map[netip.Addr]bool{}}}, nil)
+	a, err := New(defaultConfig(), Deps{Client: kubeclienttest.Wrap(client), Elector: el, Dataplane: &fakeDataplane{log: log, bound: map[netip.Addr]bool{}}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx := t.Context()
-	a.factory.Start(ctx.Done())
-	a.nodeFactory.Start(ctx.Done())
-	t.Cleanup(a.factory.Shutdown)
-	t.Cleanup(a.nodeFactory.Shutdown)
+	a.infs.Start(ctx.Done())
+	t.Cleanup(a.infs.Shutdown)
 	if !cache.WaitForCacheSync(ctx.Done(), a.synced...) || !a.HasSynced() {
 		t.Fatal("caches did not sync")
 	}
@@ -1215,15 +1214,13 @@ func TestRemoveForeignAtStart(t *testing.T) {
 	other := netip.MustParseAddr("198.18.0.99")
 	dp := &fakeDataplane{log: log, bound: map[netip.Addr]bool{},
 		foreign: map[netip.Addr]bool{netip.MustParseAddr(vip10): true, netip.MustParseAddr(vip11): true, other: true}}
-	a, err := New(defaultConfig(), Deps{Client: client, Elector: el, Dataplane: dp}, nil)
+	a, err := New(defaultConfig(), Deps{Client: kubeclienttest.Wrap(client), Elector: el, Dataplane: dp}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx := t.Context()
-	a.factory.Start(ctx.Done())
-	a.nodeFactory.Start(ctx.Done())
-	t.Cleanup(a.factory.Shutdown)
-	t.Cleanup(a.nodeFactory.Shutdown)
+	a.infs.Start(ctx.Done())
+	t.Cleanup(a.infs.Shutdown)
 	if !cache.WaitForCacheSync(ctx.Done(), a.synced...) {
 		t.Fatal("caches did not sync")
 	}
@@ -1243,15 +1240,13 @@ func TestSilent(t *testing.T) {
 	dp := &fakeDataplane{log: log, bound: map[netip.Addr]bool{}, foreign: map[netip.Addr]bool{netip.MustParseAddr(vip11): true}}
 	cfg := defaultConfig()
 	cfg.PerService = true
-	a, err := New(cfg, Deps{Client: client, Elector: el, Dataplane: dp}, nil)
+	a, err := New(cfg, Deps{Client: kubeclienttest.Wrap(client), Elector: el, Dataplane: dp}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx := t.Context()
-	a.factory.Start(ctx.Done())
-	a.nodeFactory.Start(ctx.Done())
-	t.Cleanup(a.factory.Shutdown)
-	t.Cleanup(a.nodeFactory.Shutdown)
+	a.infs.Start(ctx.Done())
+	t.Cleanup(a.infs.Shutdown)
 	if !cache.WaitForCacheSync(ctx.Done(), a.synced...) {
 		t.Fatal("caches did not sync")
 	}

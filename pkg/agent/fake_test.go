@@ -25,6 +25,7 @@ import (
 
 	"github.com/vigil-lb/vigil/pkg/election"
 	"github.com/vigil-lb/vigil/pkg/kube"
+	"github.com/vigil-lb/vigil/pkg/kubeclient/kubeclienttest"
 	"github.com/vigil-lb/vigil/pkg/vip"
 )
 
@@ -305,7 +306,7 @@ func newFixtureOn(t *testing.T, cfg Config, client *fake.Clientset) *fixture {
 		dp: &fakeDataplane{log: log, bound: map[netip.Addr]bool{}},
 		m:  &fakeMetrics{}, rec: record.NewFakeRecorder(100),
 	}
-	a, err := New(cfg, Deps{Client: f.client, Elector: f.el, Dataplane: f.dp, Metrics: f.m, Recorder: f.rec}, slog.New(slog.DiscardHandler))
+	a, err := New(cfg, Deps{Client: kubeclienttest.Wrap(f.client), Elector: f.el, Dataplane: f.dp, Metrics: f.m, Recorder: f.rec}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -149,7 +149,7 @@ func (a *Agent) patchLabels(ctx context.Context, want map[string]string) error {
 	if err != nil {
 		return fmt.Errorf("node labels: %w", err)
 	}
-	if _, err := a.client.CoreV1().Nodes().Patch(ctx, a.cfg.NodeName, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+	if _, err := a.client.Nodes().Patch(ctx, a.cfg.NodeName, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
 		return fmt.Errorf("node labels: %w", err)
 	}
 	return nil

@@ -15,10 +15,8 @@ import (
 func (a *Agent) Run(ctx context.Context) error {
 	defer a.queue.ShutDown()
 	defer a.statusQueue.ShutDown()
-	a.factory.Start(ctx.Done())
-	a.nodeFactory.Start(ctx.Done())
-	defer a.factory.Shutdown()
-	defer a.nodeFactory.Shutdown()
+	a.infs.Start(ctx.Done())
+	defer a.infs.Shutdown()
 	if !cache.WaitForCacheSync(ctx.Done(), a.synced...) {
 		return a.shutdown()
 	}

@@ -296,7 +296,7 @@ func (a *Agent) updateStatus(ctx context.Context, svc *corev1.Service, ingress [
 	}
 	cp := svc.DeepCopy()
 	cp.Status = *st
-	if _, err := a.client.CoreV1().Services(svc.Namespace).UpdateStatus(ctx, cp, metav1.UpdateOptions{}); err != nil {
+	if _, err := a.client.Services(svc.Namespace).UpdateStatus(ctx, cp, metav1.UpdateOptions{}); err != nil {
 		return fmt.Errorf("update status: %w", err)
 	}
 	return nil
@@ -320,7 +320,7 @@ func (a *Agent) annotate(ctx context.Context, svc *corev1.Service, annotations m
 	if err != nil {
 		return fmt.Errorf("annotate: %w", err)
 	}
-	if _, err := a.client.CoreV1().Services(svc.Namespace).Patch(ctx, svc.Name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+	if _, err := a.client.Services(svc.Namespace).Patch(ctx, svc.Name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
 		return fmt.Errorf("annotate: %w", err)
 	}
 	return nil

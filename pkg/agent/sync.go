@@ -492,7 +492,7 @@ func (a *Agent) cleanUpLease(ctx context.Context, key string) error {
 // no longer exists.
 func (a *Agent) serviceGone(ctx context.Context, key string) (bool, error) {
 	ns, name, _ := strings.Cut(key, "/")
-	_, err := a.client.CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{})
+	_, err := a.client.Services(ns).Get(ctx, name, metav1.GetOptions{})
 	switch {
 	case apierrors.IsNotFound(err):
 		return true, nil

@@ -12,7 +12,6 @@ import (
 
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/record"
 
@@ -20,6 +19,7 @@ import (
 	"github.com/vigil-lb/vigil/pkg/election"
 	"github.com/vigil-lb/vigil/pkg/ipam"
 	"github.com/vigil-lb/vigil/pkg/kube"
+	"github.com/vigil-lb/vigil/pkg/kubeclient"
 	"github.com/vigil-lb/vigil/pkg/metallb"
 	"github.com/vigil-lb/vigil/pkg/metrics"
 )
@@ -111,7 +111,7 @@ type allocatorParts struct {
 
 // newAllocatorParts builds them: the election tells the controller (and
 // the MetalLB source, whose Events only the leader records) of leadership.
-func newAllocatorParts(o *allocatorOptions, client, leaseClient kubernetes.Interface, dyn dynamic.Interface, recorder record.EventRecorder, met poolMetrics, log *slog.Logger) (*allocatorParts, error) {
+func newAllocatorParts(o *allocatorOptions, client, leaseClient *kubeclient.Clientset, dyn dynamic.Interface, recorder record.EventRecorder, met poolMetrics, log *slog.Logger) (*allocatorParts, error) {
 	a := &allocatorParts{}
 	el, err := election.New(election.Config{Identity: o.podName, Instance: instanceID(), Namespace: o.podNamespace},
 		leaseClient, func(k election.Key) {

@@ -6,36 +6,35 @@ import (
 	"encoding/hex"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/kubernetes/scheme"
-	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/record"
+
+	"github.com/vigil-lb/vigil/pkg/kubeclient"
 )
 
 // apiClients returns a client for everything but Leases (qps/burst) and one
 // for Leases with a budget of its own, so a burst of other writes never
 // delays a renewal. cfg is not modified.
-func apiClients(cfg *rest.Config, userAgent string, qps float32, burst int) (main, leases kubernetes.Interface, mainCfg *rest.Config, err error) {
+func apiClients(cfg *rest.Config, userAgent string, qps float32, burst int) (main, leases *kubeclient.Clientset, mainCfg *rest.Config, err error) {
 	mainCfg = rest.CopyConfig(cfg)
 	mainCfg.UserAgent = userAgent
 	leaseCfg := rest.CopyConfig(mainCfg)
 	leaseCfg.QPS, leaseCfg.Burst = 100, 200
 	mainCfg.QPS, mainCfg.Burst = qps, burst
-	if main, err = kubernetes.NewForConfig(mainCfg); err != nil {
+	if main, err = kubeclient.New(mainCfg); err != nil {
 		return nil, nil, nil, err
 	}
-	if leases, err = kubernetes.NewForConfig(leaseCfg); err != nil {
+	if leases, err = kubeclient.New(leaseCfg); err != nil {
 		return nil, nil, nil, err
 	}
 	return main, leases, mainCfg, nil
 }
 
 // eventRecorder records Events through client until stop is called.
-func eventRecorder(ctx context.Context, client kubernetes.Interface, component, host string) (r record.EventRecorder, stop func()) {
+func eventRecorder(ctx context.Context, client *kubeclient.Clientset, component, host string) (r record.EventRecorder, stop func()) {
 	b := record.NewBroadcaster(record.WithContext(ctx))
-	b.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})
-	return b.NewRecorder(scheme.Scheme, corev1.EventSource{Component: component, Host: host}), b.Shutdown
+	b.StartRecordingToSink(kubeclient.EventSink(client.Events))
+	return b.NewRecorder(client.Scheme(), corev1.EventSource{Component: component, Host: host}), b.Shutdown
 }
 
 // instanceID is a random id for this process start (the Lease annotation

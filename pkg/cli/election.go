@@ -9,11 +9,11 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/vigil-lb/vigil/pkg/agent"
 	"github.com/vigil-lb/vigil/pkg/election"
 	"github.com/vigil-lb/vigil/pkg/heartbeat"
+	"github.com/vigil-lb/vigil/pkg/kubeclient"
 	"github.com/vigil-lb/vigil/pkg/netif"
 )
 
@@ -167,7 +167,7 @@ func btoi(b bool) int {
 
 // heartbeatElector builds the node-heartbeat elector: node Leases in the
 // lease namespace, so the informer spans it and the Service namespace.
-func (m *manager) heartbeatElector(leaseClient kubernetes.Interface, cfg election.Config) (runElector, error) {
+func (m *manager) heartbeatElector(leaseClient *kubeclient.Clientset, cfg election.Config) (runElector, error) {
 	o := m.o
 	ns := ""
 	if o.namespace != "" && o.namespace == o.leaseNamespace {

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
@@ -28,6 +27,7 @@ import (
 	"github.com/vigil-lb/vigil/pkg/dnsname"
 	"github.com/vigil-lb/vigil/pkg/election"
 	"github.com/vigil-lb/vigil/pkg/kube"
+	"github.com/vigil-lb/vigil/pkg/kubeclient"
 	"github.com/vigil-lb/vigil/pkg/metallb"
 	"github.com/vigil-lb/vigil/pkg/metrics"
 	"github.com/vigil-lb/vigil/pkg/peering"
@@ -298,7 +298,7 @@ func (m *manager) dataplane() error {
 	return nil
 }
 
-func (m *manager) elector(leaseClient kubernetes.Interface) error {
+func (m *manager) elector(leaseClient *kubeclient.Clientset) error {
 	cfg := m.electorConfig()
 	cfg.Keeper, cfg.Kept = m.lan.keeper(), m.keptWithoutAPI
 	if m.o.election.mode == "node" {
@@ -321,7 +321,7 @@ func (o *managerOptions) leaseInformerNamespace() string {
 	return ""
 }
 
-func (m *manager) agent(client kubernetes.Interface) error {
+func (m *manager) agent(client *kubeclient.Clientset) error {
 	o := m.o
 	deps := agent.Deps{Client: client, Elector: m.el, Dataplane: m.dp, Metrics: m.metrics, Recorder: m.recorder, Janitor: election.Janitor{Client: client}}
 	fw, err := m.firewall()

@@ -12,10 +12,10 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/vigil-lb/vigil/internal/clock"
 	"github.com/vigil-lb/vigil/pkg/election"
+	"github.com/vigil-lb/vigil/pkg/kubeclient"
 	"github.com/vigil-lb/vigil/pkg/members"
 	"github.com/vigil-lb/vigil/pkg/nodestatus"
 )
@@ -77,8 +77,9 @@ type lanLiveness struct {
 	o         membersOptions
 	node      string
 	namespace string
-	leases    kubernetes.Interface // the Lease client (own QPS budget)
-	client    kubernetes.Interface // Nodes
+	leases    *kubeclient.Clientset // the Lease client (own QPS budget)
+	client    *kubeclient.Clientset // Nodes
+	watch     *agentWatch           // the known agents (members on)
 	clock     clock.Clock
 	log       *slog.Logger
 	met       lanMetrics
@@ -93,11 +94,15 @@ type lanLiveness struct {
 // newLAN builds the LAN liveness; with members on it binds the UDP port.
 // changed is called when a kept hold may have to end at once, after a
 // probe of the API server (this agent may have it back too).
-func newLAN(o membersOptions, node, namespace string, leases, client kubernetes.Interface, log *slog.Logger, changed func()) (*lanLiveness, error) {
+func newLAN(o membersOptions, node, namespace string, leases, client *kubeclient.Clientset, log *slog.Logger, changed func()) (*lanLiveness, error) {
 	l := &lanLiveness{o: o, node: node, namespace: namespace, leases: leases, client: client, clock: clock.Real{}, log: log,
 		urgent: make(chan struct{}, 1), changed: changed}
 	if !o.on {
 		return l, nil
+	}
+	var err error
+	if l.watch, err = newAgentWatch(leases, client, namespace); err != nil {
+		return nil, fmt.Errorf("agent watch: %w", err)
 	}
 	conn, err := net.ListenUDP("udp", &net.UDPAddr{Port: o.port})
 	if err != nil {
@@ -131,7 +136,7 @@ func (l *lanLiveness) run(ctx context.Context) {
 	wg.Add(1)
 	go func() { defer wg.Done(); logErr(l.log, "members", l.mem.Run(ctx)) }()
 	defer wg.Wait()
-	pw := newAgentWatch(l.leases, l.client, l.namespace)
+	pw := l.watch
 	pw.start(ctx)
 	defer pw.stop()
 	t := l.clock.NewTimer()
@@ -190,7 +195,7 @@ func (l *lanLiveness) probeNow() {
 func (l *lanLiveness) probe(ctx context.Context, timeout time.Duration) bool {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	_, err := l.leases.CoordinationV1().Leases(l.namespace).Get(ctx, nodestatus.LeaseName(l.node), metav1.GetOptions{})
+	_, err := l.leases.Leases(l.namespace).Get(ctx, nodestatus.LeaseName(l.node), metav1.GetOptions{})
 	return err == nil || apierrors.IsNotFound(err)
 }
 
@@ -222,7 +227,7 @@ func (l *lanLiveness) record(ctx context.Context) bool {
 	}
 	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
 	defer cancel()
-	if err := nodestatus.Annotate(ctx, l.leases.CoordinationV1(), l.namespace, l.node, nodestatus.MembersAnnotation, v); err != nil {
+	if err := nodestatus.Annotate(ctx, l.leases, l.namespace, l.node, nodestatus.MembersAnnotation, v); err != nil {
 		l.log.Warn("members record not written", "err", err)
 		return false
 	}
@@ -311,7 +316,7 @@ func (l *lanLiveness) report(reachable bool) {
 
 // lanLiveness builds the LAN liveness of the agent (before the elector,
 // which consults it).
-func (m *manager) lanLiveness(client, leaseClient kubernetes.Interface) error {
+func (m *manager) lanLiveness(client, leaseClient *kubeclient.Clientset) error {
 	changed := func() {
 		if k, ok := m.el.(keeping); ok {
 			k.KeeperChanged()

@@ -11,7 +11,6 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/vigil-lb/vigil/pkg/nodestatus"
 )
@@ -23,9 +22,9 @@ type memberList struct {
 }
 
 // listMembers reads the members records of the node Leases in namespace.
-func listMembers(ctx context.Context, client kubernetes.Interface, namespace string) memberList {
+func listMembers(ctx context.Context, client nodestatus.LeasesGetter, namespace string) memberList {
 	sel := labels.Set{nodestatus.ManagedByLabel: nodestatus.ManagedByValue}.String()
-	leases, err := client.CoordinationV1().Leases(namespace).List(ctx, metav1.ListOptions{LabelSelector: sel})
+	leases, err := client.Leases(namespace).List(ctx, metav1.ListOptions{LabelSelector: sel})
 	if err != nil {
 		return memberList{err: fmt.Errorf("list node leases in %s: %w", namespace, err)}
 	}

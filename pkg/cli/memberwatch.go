@@ -7,10 +7,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/client-go/informers"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 
+	"github.com/vigil-lb/vigil/pkg/kubeclient"
 	"github.com/vigil-lb/vigil/pkg/members"
 	"github.com/vigil-lb/vigil/pkg/nodestatus"
 )
@@ -19,34 +18,38 @@ import (
 // so an agent that starts is known to the others within a watch round
 // trip, and the list survives an outage as it was.
 type agentWatch struct {
-	factories []informers.SharedInformerFactory
-	leases    cache.Indexer
-	nodes     cache.Indexer
-	synced    []cache.InformerSynced
+	infs   kubeclient.Informers
+	leases cache.Indexer
+	nodes  cache.Indexer
+	synced []cache.InformerSynced
 }
 
-func newAgentWatch(leaseClient, client kubernetes.Interface, namespace string) *agentWatch {
-	lf := informers.NewSharedInformerFactoryWithOptions(leaseClient, 0, informers.WithNamespace(namespace),
-		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+func newAgentWatch(leaseClient, client *kubeclient.Clientset, namespace string) (*agentWatch, error) {
+	li, err := kubeclient.NewInformer(leaseClient.Leases(namespace), leaseClient, &coordinationv1.Lease{}, kubeclient.InformerOptions{
+		Tweak: func(o *metav1.ListOptions) {
 			o.LabelSelector = labels.Set{nodestatus.ManagedByLabel: nodestatus.ManagedByValue}.String()
-		}))
-	nf := informers.NewSharedInformerFactory(client, 0)
-	li, ni := lf.Coordination().V1().Leases().Informer(), nf.Core().V1().Nodes().Informer()
-	return &agentWatch{factories: []informers.SharedInformerFactory{lf, nf},
-		leases: li.GetIndexer(), nodes: ni.GetIndexer(), synced: []cache.InformerSynced{li.HasSynced, ni.HasSynced}}
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	ni, err := kubeclient.NewInformer(client.Nodes(), client, &corev1.Node{}, kubeclient.InformerOptions{})
+	if err != nil {
+		return nil, err
+	}
+	w := &agentWatch{leases: li.GetIndexer(), nodes: ni.GetIndexer(), synced: []cache.InformerSynced{li.HasSynced, ni.HasSynced}}
+	w.infs.Add(li)
+	w.infs.Add(ni)
+	return w, nil
 }
 
 // start runs the watches until ctx ends; stop waits for them.
 func (w *agentWatch) start(ctx context.Context) {
-	for _, f := range w.factories {
-		f.Start(ctx.Done())
-	}
+	w.infs.Start(ctx.Done())
 }
 
 func (w *agentWatch) stop() {
-	for _, f := range w.factories {
-		f.Shutdown()
-	}
+	w.infs.Shutdown()
 }
 
 // peers is the known agents (ok false until both caches are filled).

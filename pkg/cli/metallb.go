@@ -13,10 +13,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/record"
 
 	"github.com/vigil-lb/vigil/pkg/ipam"
+	"github.com/vigil-lb/vigil/pkg/kubeclient"
 	"github.com/vigil-lb/vigil/pkg/lbconfig"
 	"github.com/vigil-lb/vigil/pkg/metallb"
 )
@@ -37,7 +37,7 @@ func metallbSettings(o *metallbOptions) []setting {
 // newMetalLB builds the source of MetalLB's configuration; nil when off.
 // writes says whether this process records Events about its objects (the
 // allocator's leader); onChange must only enqueue.
-func newMetalLB(o metallbOptions, client kubernetes.Interface, dyn dynamic.Interface, rec record.EventRecorder, log *slog.Logger, writes func() bool, onChange func()) *metallb.Source {
+func newMetalLB(o metallbOptions, client *kubeclient.Clientset, dyn dynamic.Interface, rec record.EventRecorder, log *slog.Logger, writes func() bool, onChange func()) *metallb.Source {
 	if !o.enable {
 		return nil
 	}
@@ -45,16 +45,22 @@ func newMetalLB(o metallbOptions, client kubernetes.Interface, dyn dynamic.Inter
 	if writes != nil {
 		hooks = webhookReader{client}
 	}
-	return metallb.New(client.Discovery(), dyn, client.CoreV1().Secrets(o.namespace), metallb.Options{
+	return metallb.New(client, dyn, client.Secrets(o.namespace), metallb.Options{
 		Namespace: o.namespace, Log: log, Recorder: rec, Writes: writes, OnChange: onChange, Webhooks: hooks,
 	})
 }
 
 // webhookReader reads validating webhooks and their Services' endpoints.
-type webhookReader struct{ cs kubernetes.Interface }
+type webhookReader struct{ cs webhookClient }
+
+// webhookClient is what webhookReader reads.
+type webhookClient interface {
+	ValidatingWebhookConfigurations() kubeclient.ValidatingWebhookConfigurations
+	EndpointSlices(namespace string) kubeclient.EndpointSlices
+}
 
 func (w webhookReader) Validating(ctx context.Context) ([]admissionv1.ValidatingWebhookConfiguration, error) {
-	l, err := w.cs.AdmissionregistrationV1().ValidatingWebhookConfigurations().List(ctx, metav1.ListOptions{})
+	l, err := w.cs.ValidatingWebhookConfigurations().List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return nil, err
 	}
@@ -62,7 +68,7 @@ func (w webhookReader) Validating(ctx context.Context) ([]admissionv1.Validating
 }
 
 func (w webhookReader) ReadyEndpoints(ctx context.Context, namespace, service string) (int, error) {
-	l, err := w.cs.DiscoveryV1().EndpointSlices(namespace).List(ctx, metav1.ListOptions{LabelSelector: discoveryv1.LabelServiceName + "=" + service})
+	l, err := w.cs.EndpointSlices(namespace).List(ctx, metav1.ListOptions{LabelSelector: discoveryv1.LabelServiceName + "=" + service})
 	if err != nil {
 		return 0, err
 	}
@@ -146,7 +152,7 @@ func (m *manager) configSources() mergedConfig { return mergedConfig{m} }
 
 // metallbAgent builds the agent's MetalLB source (it only logs problems:
 // the allocator's leader records the Events).
-func (m *manager) metallbAgent(client kubernetes.Interface) error {
+func (m *manager) metallbAgent(client *kubeclient.Clientset) error {
 	if !m.o.metallb.enable {
 		return nil
 	}

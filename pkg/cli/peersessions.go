@@ -7,12 +7,11 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/client-go/informers"
-	"k8s.io/client-go/kubernetes"
 	coordinationlisters "k8s.io/client-go/listers/coordination/v1"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/vigil-lb/vigil/pkg/crdconfig"
+	"github.com/vigil-lb/vigil/pkg/kubeclient"
 	"github.com/vigil-lb/vigil/pkg/nodestatus"
 )
 
@@ -21,32 +20,37 @@ import (
 // session with a peer. changed is called on every Lease event; it must only
 // enqueue.
 type nodeSessions struct {
-	factory informers.SharedInformerFactory
-	leases  coordinationlisters.LeaseNamespaceLister
-	synced  cache.InformerSynced
+	infs   kubeclient.Informers
+	leases coordinationlisters.LeaseNamespaceLister
+	synced cache.InformerSynced
 }
 
-func newNodeSessions(client kubernetes.Interface, namespace string, changed func()) (*nodeSessions, error) {
-	f := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithNamespace(namespace),
-		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+func newNodeSessions(client *kubeclient.Clientset, namespace string, changed func()) (*nodeSessions, error) {
+	inf, err := kubeclient.NewInformer(client.Leases(namespace), client, &coordinationv1.Lease{}, kubeclient.InformerOptions{
+		Tweak: func(o *metav1.ListOptions) {
 			o.LabelSelector = nodestatus.ManagedByLabel + "=" + nodestatus.ManagedByValue
-		}))
-	inf := f.Coordination().V1().Leases()
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
 	kick := func(any) { changed() }
-	reg, err := inf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+	reg, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: kick, UpdateFunc: func(_, o any) { kick(o) }, DeleteFunc: kick,
 	})
 	if err != nil {
 		return nil, err
 	}
-	return &nodeSessions{factory: f, leases: inf.Lister().Leases(namespace), synced: reg.HasSynced}, nil
+	n := &nodeSessions{leases: coordinationlisters.NewLeaseLister(inf.GetIndexer()).Leases(namespace), synced: reg.HasSynced}
+	n.infs.Add(inf)
+	return n, nil
 }
 
 // Run follows the Leases until ctx ends.
 func (n *nodeSessions) Run(ctx context.Context) {
-	n.factory.Start(ctx.Done())
+	n.infs.Start(ctx.Done())
 	<-ctx.Done()
-	n.factory.Shutdown()
+	n.infs.Shutdown()
 }
 
 // Sessions lists every node's published session with peer (and AS).

@@ -6,11 +6,11 @@ import (
 	"sync/atomic"
 	"time"
 
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
 	"github.com/vigil-lb/vigil/internal/clock"
 	"github.com/vigil-lb/vigil/pkg/bgp"
+	"github.com/vigil-lb/vigil/pkg/kubeclient"
 	"github.com/vigil-lb/vigil/pkg/metrics"
 	"github.com/vigil-lb/vigil/pkg/nodestatus"
 )
@@ -57,14 +57,14 @@ type peerWatch struct {
 func (m *manager) publishPeers(ctx context.Context) {
 	cfg := rest.CopyConfig(m.cfg)
 	cfg.UserAgent = "vigil/" + Version
-	client, err := kubernetes.NewForConfig(cfg)
+	client, err := kubeclient.New(cfg)
 	if err != nil {
 		m.log.Error("BGP peer status not published", "err", err)
 		return
 	}
 	w := &peerWatch{
 		src: m.speaker, met: m.metrics, clock: clock.Real{}, every: peerStatusInterval,
-		pub: nodestatus.NewPublisher(client.CoordinationV1(), m.o.leaseNamespace, m.o.nodeName),
+		pub: nodestatus.NewPublisher(client, m.o.leaseNamespace, m.o.nodeName),
 		log: m.log.With("component", "bgp-status"), up: &m.sessionsUp,
 		upChanged: func() {
 			if m.ag != nil {

@@ -15,11 +15,11 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/vigil-lb/vigil/pkg/arpguard"
 	"github.com/vigil-lb/vigil/pkg/bgp"
 	"github.com/vigil-lb/vigil/pkg/crdconfig"
+	"github.com/vigil-lb/vigil/pkg/kubeclient"
 	"github.com/vigil-lb/vigil/pkg/lbconfig"
 	"github.com/vigil-lb/vigil/pkg/netif"
 	"github.com/vigil-lb/vigil/pkg/peering"
@@ -42,7 +42,7 @@ func (o *managerOptions) routing() (plan.Routing, bool) {
 
 // router builds the BGP speaker and the routed dataplane, and removes what
 // a previous run left on lo. Without bgp_enable it builds nothing.
-func (m *manager) router(client kubernetes.Interface) error {
+func (m *manager) router(client *kubeclient.Clientset) error {
 	if !m.o.bgp.enable {
 		return nil
 	}
@@ -96,7 +96,7 @@ func (m *manager) localRouted(cfg routed.Config, sp *bgp.Speaker) error {
 
 // bgpObjects builds the source of vigil.io BGPPeer, BGPAdvertisement,
 // BFDProfile and L2Advertisement objects (optional CRDs).
-func (m *manager) bgpObjects(client kubernetes.Interface) error {
+func (m *manager) bgpObjects(client *kubeclient.Clientset) error {
 	dyn, err := dynamic.NewForConfig(m.cfg)
 	if err != nil {
 		return fmt.Errorf("dynamic client: %w", err)
@@ -109,7 +109,7 @@ func (m *manager) bgpObjects(client kubernetes.Interface) error {
 	if err != nil {
 		return fmt.Errorf("node Lease informer: %w", err)
 	}
-	m.crds = crdconfig.New(client.Discovery(), dyn, client.CoreV1().Secrets(m.o.leaseNamespace), crdconfig.Options{
+	m.crds = crdconfig.New(client, dyn, client.Secrets(m.o.leaseNamespace), crdconfig.Options{
 		Namespace: m.o.leaseNamespace, Log: m.log.With("component", "bgp-config"), Recorder: m.recorder,
 		Sessions: m.sessions.Sessions,
 		Writes:   func() bool { return m.ag != nil && m.ag.StatusWriter() },
@@ -152,7 +152,7 @@ func (m *manager) advertConflict(pool, first, second string, p netip.Prefix) {
 
 // peering builds the controller that keeps this node's sessions: bgp_*
 // peers plus the BGPPeers selecting this node.
-func (m *manager) peering(client kubernetes.Interface) {
+func (m *manager) peering(client *kubeclient.Clientset) {
 	if m.speaker == nil {
 		return
 	}
@@ -164,7 +164,7 @@ func (m *manager) peering(client kubernetes.Interface) {
 			}
 		},
 		NodeLabels: func(ctx context.Context) (map[string]string, error) {
-			n, err := client.CoreV1().Nodes().Get(ctx, m.o.nodeName, metav1.GetOptions{})
+			n, err := client.Nodes().Get(ctx, m.o.nodeName, metav1.GetOptions{})
 			if apierrors.IsNotFound(err) {
 				return map[string]string{corev1.LabelHostname: m.o.nodeName}, nil
 			}

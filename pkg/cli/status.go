@@ -19,11 +19,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/duration"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/vigil-lb/vigil/pkg/agent"
 	"github.com/vigil-lb/vigil/pkg/kube"
+	"github.com/vigil-lb/vigil/pkg/kubeclient"
 	"github.com/vigil-lb/vigil/pkg/nodestatus"
 )
 
@@ -84,7 +84,7 @@ func runStatus(ctx context.Context, w io.Writer, o *statusOptions) error {
 			return fmt.Errorf("kubernetes config: %w", err)
 		}
 	}
-	client, err := kubernetes.NewForConfig(cfg)
+	client, err := kubeclient.New(cfg)
 	if err != nil {
 		return fmt.Errorf("kubernetes client: %w", err)
 	}
@@ -101,22 +101,28 @@ func runStatus(ctx context.Context, w io.Writer, o *statusOptions) error {
 
 // listNodePeers reads the BGP sessions every agent published on its node
 // Lease in namespace.
-func listNodePeers(ctx context.Context, client kubernetes.Interface, namespace string) ([]nodestatus.Node, error) {
+func listNodePeers(ctx context.Context, client nodestatus.LeasesGetter, namespace string) ([]nodestatus.Node, error) {
 	sel := labels.Set{nodestatus.ManagedByLabel: nodestatus.ManagedByValue}.String()
-	leases, err := client.CoordinationV1().Leases(namespace).List(ctx, metav1.ListOptions{LabelSelector: sel})
+	leases, err := client.Leases(namespace).List(ctx, metav1.ListOptions{LabelSelector: sel})
 	if err != nil {
 		return nil, fmt.Errorf("list node leases in %s: %w", namespace, err)
 	}
 	return nodestatus.Read(leases.Items), nil
 }
 
+// statusClient is what listStatus reads.
+type statusClient interface {
+	Services(namespace string) kubeclient.Services
+	Leases(namespace string) kubeclient.Leases
+}
+
 // listStatus lists the Services and Leases of namespace ("" = all).
-func listStatus(ctx context.Context, client kubernetes.Interface, namespace string) ([]corev1.Service, []coordinationv1.Lease, error) {
-	svcs, err := client.CoreV1().Services(namespace).List(ctx, metav1.ListOptions{})
+func listStatus(ctx context.Context, client statusClient, namespace string) ([]corev1.Service, []coordinationv1.Lease, error) {
+	svcs, err := client.Services(namespace).List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return nil, nil, fmt.Errorf("list services: %w", err)
 	}
-	leases, err := client.CoordinationV1().Leases(namespace).List(ctx, metav1.ListOptions{})
+	leases, err := client.Leases(namespace).List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return nil, nil, fmt.Errorf("list leases: %w", err)
 	}

@@ -15,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
 
+	"github.com/vigil-lb/vigil/pkg/kubeclient/kubeclienttest"
 	"github.com/vigil-lb/vigil/pkg/nodestatus"
 )
 
@@ -308,7 +309,7 @@ func TestListNodePeers(t *testing.T) {
 		labelled("other", "vigil-node-node3", "[]"),
 		foreign,
 	)
-	got, err := listNodePeers(context.Background(), client, "kube-system")
+	got, err := listNodePeers(context.Background(), kubeclienttest.Wrap(client), "kube-system")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,8 +9,9 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/client-go/dynamic/dynamicinformer"
 	"k8s.io/client-go/tools/cache"
+
+	"github.com/vigil-lb/vigil/pkg/kubeclient"
 )
 
 // watch is one running informer.
@@ -87,7 +88,7 @@ func (s *Source) servedResources(ctx context.Context) (map[string]bool, error) {
 
 // start runs an informer for gvr; nil if it cannot.
 func (s *Source) start(ctx context.Context, gvr schema.GroupVersionResource) *watch {
-	inf := dynamicinformer.NewFilteredDynamicInformer(s.dyn, gvr, "", 0, cache.Indexers{}, nil).Informer()
+	inf := kubeclient.NewDynamicInformer(s.dyn, gvr, "", nil)
 	kick := func(any) { s.enqueue() }
 	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: kick, UpdateFunc: func(_, o any) { kick(o) }, DeleteFunc: kick,

@@ -11,12 +11,11 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/client-go/informers"
-	"k8s.io/client-go/kubernetes"
 	coordinationlisters "k8s.io/client-go/listers/coordination/v1"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/vigil-lb/vigil/internal/clock"
+	"github.com/vigil-lb/vigil/pkg/kubeclient"
 )
 
 // Key names one Lease.
@@ -112,13 +111,13 @@ const (
 type Elector struct {
 	cfg    Config
 	clock  clock.Clock
-	client kubernetes.Interface
+	client Client
 	notify func(Key)
 	log    *slog.Logger
 
-	factory informers.SharedInformerFactory
-	lister  coordinationlisters.LeaseLister
-	synced  cache.InformerSynced
+	informers kubeclient.Informers
+	lister    coordinationlisters.LeaseLister
+	synced    cache.InformerSynced
 
 	mu       sync.Mutex
 	phase    phase
@@ -167,6 +166,12 @@ type race struct {
 	conflict *string
 }
 
+// Client is what the elector needs of the API: Leases. A
+// *kubeclient.Clientset is one.
+type Client interface {
+	Leases(namespace string) kubeclient.Leases
+}
+
 // New returns an elector. client should have its own QPS budget so status
 // writes never starve renewals. notify is called (from elector goroutines)
 // whenever this node's leadership of a key changes or another holder
@@ -174,21 +179,24 @@ type race struct {
 //
 // Campaign may be called at once: candidacies made before Run start when
 // Run's Lease cache has synced.
-func New(cfg Config, client kubernetes.Interface, notify func(Key), log *slog.Logger) (*Elector, error) {
+func New(cfg Config, client Client, notify func(Key), log *slog.Logger) (*Elector, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
 	if log == nil {
 		log = slog.Default()
 	}
-	f := informers.NewSharedInformerFactoryWithOptions(client, 0, informerOptions(cfg)...)
-	inf := f.Coordination().V1().Leases()
+	inf, err := LeaseInformer(client, cfg.Namespace)
+	if err != nil {
+		return nil, fmt.Errorf("election: lease informer: %w", err)
+	}
 	e := &Elector{
 		cfg: cfg, clock: cfg.Clock, client: client, notify: notify, log: log,
-		factory: f, lister: inf.Lister(), synced: inf.Informer().HasSynced,
+		lister: coordinationlisters.NewLeaseLister(inf.GetIndexer()), synced: inf.HasSynced,
 		races: map[Key]*race{}, observed: map[Key]observation{}, expiries: map[Key]clock.Timer{},
 	}
-	_, err := inf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+	e.informers.Add(inf)
+	_, err = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj any) { e.observe(obj, false) },
 		UpdateFunc: func(_, obj any) { e.observe(obj, false) },
 		DeleteFunc: func(obj any) { e.observe(obj, true) },
@@ -208,17 +216,16 @@ func dropManagedFields(obj any) (any, error) {
 	return obj, nil
 }
 
-func informerOptions(cfg Config) []informers.SharedInformerOption {
-	opts := []informers.SharedInformerOption{
-		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+// LeaseInformer is an informer, not started, of vigil's Leases (labelled
+// ManagedByLabel=ManagedByValue) in namespace ("": all), managedFields
+// dropped.
+func LeaseInformer(client Client, namespace string) (cache.SharedIndexInformer, error) {
+	return kubeclient.NewInformer(client.Leases(namespace), client, &coordinationv1.Lease{}, kubeclient.InformerOptions{
+		Tweak: func(o *metav1.ListOptions) {
 			o.LabelSelector = labels.Set{ManagedByLabel: ManagedByValue}.String()
-		}),
-		informers.WithTransform(dropManagedFields),
-	}
-	if cfg.Namespace != "" {
-		opts = append(opts, informers.WithNamespace(cfg.Namespace))
-	}
-	return opts
+		},
+		Transform: dropManagedFields,
+	})
 }
 
 // Config returns the configuration in use, defaults filled in: callers
@@ -233,8 +240,8 @@ func (e *Elector) Run(ctx context.Context) error {
 	if err := e.begin(ctx); err != nil {
 		return err
 	}
-	e.factory.Start(ctx.Done())
-	defer e.factory.Shutdown()
+	e.informers.Start(ctx.Done())
+	defer e.informers.Shutdown()
 	defer e.stopAll() // races first, then the informer
 	if cache.WaitForCacheSync(ctx.Done(), e.synced) {
 		e.startQueued()

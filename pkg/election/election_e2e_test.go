@@ -15,6 +15,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/vigil-lb/vigil/pkg/election"
+	"github.com/vigil-lb/vigil/pkg/kubeclient/kubeclienttest"
 	"github.com/vigil-lb/vigil/testing/lab"
 )
 
@@ -35,7 +36,7 @@ func startNode(t *testing.T, cs kubernetes.Interface, name, instance string) *no
 
 func startNodeNotify(t *testing.T, cs kubernetes.Interface, name, instance string, notify func(election.Key)) *node {
 	t.Helper()
-	e, err := election.New(election.Config{Identity: name, Instance: instance}, cs, notify, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	e, err := election.New(election.Config{Identity: name, Instance: instance}, kubeclienttest.Wrap(cs), notify, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	if err != nil {
 		t.Fatal(err)
 	}

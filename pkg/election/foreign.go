@@ -34,7 +34,7 @@ func isForeign(l *coordinationv1.Lease) bool {
 // becomes r's and is observed like an informer event; a vigil record
 // (the informer is about to show it) leaves r as it was.
 func (e *Elector) readForeign(ctx context.Context, r *race) {
-	l, err := e.client.CoordinationV1().Leases(r.key.Namespace).Get(ctx, r.key.Name, metav1.GetOptions{})
+	l, err := e.client.Leases(r.key.Namespace).Get(ctx, r.key.Name, metav1.GetOptions{})
 	switch {
 	case apierrors.IsNotFound(err):
 		r.foreign = nil // deleted meanwhile: create again

@@ -22,6 +22,7 @@ import (
 	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/vigil-lb/vigil/internal/clock/clocktest"
+	"github.com/vigil-lb/vigil/pkg/kubeclient/kubeclienttest"
 )
 
 // t0 is where every test's fake clock starts.
@@ -174,7 +175,7 @@ func newNode(t *testing.T, a *apiServer, clk *clocktest.Fake, name, instance str
 func newNodeWith(t *testing.T, a *apiServer, clk *clocktest.Fake, cfg Config) *node {
 	t.Helper()
 	n := &node{t: t, cs: a.clientset(), clk: clk}
-	e, err := New(cfg, n.cs, n.notify, slog.New(slog.DiscardHandler))
+	e, err := New(cfg, kubeclienttest.Wrap(n.cs), n.notify, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,11 +6,10 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
 )
 
 // Janitor deletes the Leases of Services that are gone.
-type Janitor struct{ Client kubernetes.Interface }
+type Janitor struct{ Client Client }
 
 // DeleteUnheld deletes key's Lease if it is vigil's (labelled
 // ManagedByLabel=ManagedByValue), guarded by the resourceVersion just read:
@@ -18,7 +17,7 @@ type Janitor struct{ Client kubernetes.Interface }
 // left alone. The caller has seen no live holder. A Lease that is already
 // gone, or changed meanwhile, is not an error.
 func (j Janitor) DeleteUnheld(ctx context.Context, key Key) error {
-	leases := j.Client.CoordinationV1().Leases(key.Namespace)
+	leases := j.Client.Leases(key.Namespace)
 	l, err := leases.Get(ctx, key.Name, metav1.GetOptions{})
 	switch {
 	case apierrors.IsNotFound(err):

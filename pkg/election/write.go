@@ -102,7 +102,7 @@ func (e *Elector) send(ctx context.Context, key Key, l *coordinationv1.Lease, cr
 	giveUp := e.clock.AfterFunc(sent.Add(e.cfg.RenewDeadline), cancel)
 	defer giveUp.Stop()
 	defer cancel()
-	leases := e.client.CoordinationV1().Leases(key.Namespace)
+	leases := e.client.Leases(key.Namespace)
 	if create {
 		return leases.Create(ctx, l, metav1.CreateOptions{})
 	}
@@ -121,7 +121,7 @@ func (e *Elector) ownLanded(ctx context.Context, r *race) bool {
 	giveUp := e.clock.AfterFunc(e.clock.Now().Add(e.cfg.RetryPeriod), cancel)
 	defer giveUp.Stop()
 	defer cancel()
-	cur, err := e.client.CoordinationV1().Leases(r.key.Namespace).Get(ctx, r.key.Name, metav1.GetOptions{})
+	cur, err := e.client.Leases(r.key.Namespace).Get(ctx, r.key.Name, metav1.GetOptions{})
 	if err != nil || !e.mine(observe(cur, time.Time{})) || cur.ResourceVersion == resourceVersion(r.lease) {
 		return false
 	}
@@ -170,7 +170,7 @@ func (e *Elector) accepted(r *race, out *coordinationv1.Lease, sent time.Time) {
 
 // release writes holder "" if the Lease is still ours.
 func (e *Elector) release(ctx context.Context, key Key, last *coordinationv1.Lease) error {
-	leases := e.client.CoordinationV1().Leases(key.Namespace)
+	leases := e.client.Leases(key.Namespace)
 	l := last.DeepCopy()
 	for range 2 {
 		if !e.mine(observe(l, time.Time{})) {

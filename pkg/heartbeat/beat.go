@@ -67,7 +67,7 @@ func (e *Elector) heartbeat(ctx context.Context) {
 func (e *Elector) sendBeat(ctx context.Context, sent time.Time) error {
 	ctx, cancel := context.WithTimeout(ctx, e.cfg.RenewDeadline)
 	defer cancel()
-	leases := e.client.CoordinationV1().Leases(e.cfg.NodeNamespace)
+	leases := e.client.Leases(e.cfg.NodeNamespace)
 	e.mu.Lock()
 	base := e.beat.own
 	e.mu.Unlock()

@@ -198,7 +198,7 @@ func (e *Elector) loseLocked(key election.Key, c *cand, why string) bool {
 func (e *Elector) checkNode(ctx context.Context, key election.Key, holder string, rec *nodeRec) {
 	ctx, cancel := context.WithTimeout(ctx, e.cfg.RenewDeadline)
 	defer cancel()
-	l, err := e.client.CoordinationV1().Leases(e.cfg.NodeNamespace).Get(ctx, NodeLeaseName(holder), metav1.GetOptions{})
+	l, err := e.client.Leases(e.cfg.NodeNamespace).Get(ctx, NodeLeaseName(holder), metav1.GetOptions{})
 	switch {
 	case apierrors.IsNotFound(err):
 		e.observeNode(holder, nil)

@@ -21,6 +21,7 @@ import (
 
 	"github.com/vigil-lb/vigil/internal/clock/clocktest"
 	"github.com/vigil-lb/vigil/pkg/election"
+	"github.com/vigil-lb/vigil/pkg/kubeclient/kubeclienttest"
 )
 
 var (
@@ -152,7 +153,7 @@ func newNode(t *testing.T, a *api, clk *clocktest.Fake, name, instance string, m
 		m(&cfg)
 	}
 	n := &node{t: t, cs: a.clientset(), clk: clk}
-	e, err := New(cfg, n.cs, func(election.Key) {}, slog.New(slog.DiscardHandler))
+	e, err := New(cfg, kubeclienttest.Wrap(n.cs), func(election.Key) {}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,17 +8,13 @@ import (
 	"sync"
 	"time"
 
-	coordinationv1 "k8s.io/api/coordination/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/client-go/informers"
-	"k8s.io/client-go/kubernetes"
 	coordinationlisters "k8s.io/client-go/listers/coordination/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
 
 	"github.com/vigil-lb/vigil/internal/clock"
 	"github.com/vigil-lb/vigil/pkg/election"
+	"github.com/vigil-lb/vigil/pkg/kubeclient"
 )
 
 // Names and annotations of the node-heartbeat mode.
@@ -95,14 +91,14 @@ func (c Config) durations() string {
 type Elector struct {
 	cfg    Config
 	clock  clock.Clock
-	client kubernetes.Interface
+	client election.Client
 	notify func(election.Key)
 	log    *slog.Logger
 
-	factory informers.SharedInformerFactory
-	lister  coordinationlisters.LeaseLister
-	synced  cache.InformerSynced
-	queue   *workqueue.Typed[election.Key]
+	informers kubeclient.Informers
+	lister    coordinationlisters.LeaseLister
+	synced    cache.InformerSynced
+	queue     *workqueue.Typed[election.Key]
 
 	mu       sync.Mutex
 	running  bool
@@ -127,23 +123,26 @@ type cand struct {
 
 // New returns an elector; notify is called whenever this node's leadership
 // of a key changes or another holder appears, is released or is gone.
-func New(cfg Config, client kubernetes.Interface, notify func(election.Key), log *slog.Logger) (*Elector, error) {
+func New(cfg Config, client election.Client, notify func(election.Key), log *slog.Logger) (*Elector, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
 	if log == nil {
 		log = slog.Default()
 	}
-	f := informers.NewSharedInformerFactoryWithOptions(client, 0, informerOptions(cfg)...)
-	inf := f.Coordination().V1().Leases()
+	inf, err := election.LeaseInformer(client, cfg.Namespace)
+	if err != nil {
+		return nil, fmt.Errorf("heartbeat: lease informer: %w", err)
+	}
 	e := &Elector{
 		cfg: cfg, clock: cfg.Clock, client: client, notify: notify, log: log.With("election", "node"),
-		factory: f, lister: inf.Lister(), synced: inf.Informer().HasSynced,
+		lister: coordinationlisters.NewLeaseLister(inf.GetIndexer()), synced: inf.HasSynced,
 		queue: workqueue.NewTyped[election.Key](), beatNow: make(chan struct{}, 1),
 		nodes: map[string]*nodeRec{}, svcs: map[election.Key]svcRec{}, cands: map[election.Key]*cand{},
 		reported: map[string]string{},
 	}
-	_, err := inf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+	e.informers.Add(inf)
+	_, err = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj any) { e.observe(obj, false) },
 		UpdateFunc: func(_, obj any) { e.observe(obj, false) },
 		DeleteFunc: func(obj any) { e.observe(obj, true) },
@@ -152,24 +151,6 @@ func New(cfg Config, client kubernetes.Interface, notify func(election.Key), log
 		return nil, fmt.Errorf("heartbeat: lease informer: %w", err)
 	}
 	return e, nil
-}
-
-func informerOptions(cfg Config) []informers.SharedInformerOption {
-	opts := []informers.SharedInformerOption{
-		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
-			o.LabelSelector = labels.Set{election.ManagedByLabel: election.ManagedByValue}.String()
-		}),
-		informers.WithTransform(func(obj any) (any, error) {
-			if l, ok := obj.(*coordinationv1.Lease); ok {
-				l.ManagedFields = nil
-			}
-			return obj, nil
-		}),
-	}
-	if cfg.Namespace != "" {
-		opts = append(opts, informers.WithNamespace(cfg.Namespace))
-	}
-	return opts
 }
 
 // Config returns the configuration in use, defaults filled in.
@@ -182,8 +163,8 @@ func (e *Elector) HasSynced() bool { return e.synced() }
 // blocks until ctx ends. Services are not released: call ResignAll first
 // for a graceful shutdown.
 func (e *Elector) Run(ctx context.Context) error {
-	e.factory.Start(ctx.Done())
-	defer e.factory.Shutdown()
+	e.informers.Start(ctx.Done())
+	defer e.informers.Shutdown()
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer e.stop()

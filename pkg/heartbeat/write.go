@@ -19,7 +19,7 @@ func (e *Elector) write(ctx context.Context, key election.Key, base *coordinatio
 	sent := e.clock.Now()
 	ctx, cancel := context.WithTimeout(ctx, e.cfg.RenewDeadline)
 	defer cancel()
-	leases := e.client.CoordinationV1().Leases(key.Namespace)
+	leases := e.client.Leases(key.Namespace)
 	var out *coordinationv1.Lease
 	var err error
 	if base == nil {
@@ -98,7 +98,7 @@ func (e *Elector) svcRecord(key election.Key, base *coordinationv1.Lease, at tim
 // release writes holder "" over key's Lease if it still names this
 // instance (resourceVersion-guarded: a newer holder is left alone).
 func (e *Elector) release(ctx context.Context, key election.Key) error {
-	leases := e.client.CoordinationV1().Leases(key.Namespace)
+	leases := e.client.Leases(key.Namespace)
 	for range 2 {
 		l, err := e.lister.Leases(key.Namespace).Get(key.Name)
 		if err != nil || holderOf(l) != e.cfg.Identity || l.Annotations[election.InstanceAnnotation] != e.cfg.Instance {

@@ -13,8 +13,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/informers"
-	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
@@ -24,6 +22,7 @@ import (
 	"github.com/vigil-lb/vigil/pkg/allocator"
 	"github.com/vigil-lb/vigil/pkg/election"
 	"github.com/vigil-lb/vigil/pkg/kube"
+	"github.com/vigil-lb/vigil/pkg/kubeclient"
 )
 
 // AnnotationAllocatedFrom records the pool an address came from.
@@ -85,22 +84,21 @@ const (
 // Controller allocates addresses while it leads.
 type Controller struct {
 	cfg      Config
-	client   kubernetes.Interface
+	client   Client
 	dyn      dynamic.Interface
 	el       Elector
 	recorder record.EventRecorder
 	log      *slog.Logger
 	models   *kube.Models
 
-	factory   informers.SharedInformerFactory
-	cmFactory informers.SharedInformerFactory
-	services  corelisters.ServiceLister
-	nss       corelisters.NamespaceLister // for namespace selectors
-	cms       corelisters.ConfigMapLister
-	ippools   *ipPoolSource
-	synced    []cache.InformerSynced
-	queue     workqueue.TypedRateLimitingInterface[string]  // Services
-	control   workqueue.TypedRateLimitingInterface[control] // everything else
+	infs     kubeclient.Informers
+	services corelisters.ServiceLister
+	nss      corelisters.NamespaceLister // for namespace selectors
+	cms      corelisters.ConfigMapLister
+	ippools  *ipPoolSource
+	synced   []cache.InformerSynced
+	queue    workqueue.TypedRateLimitingInterface[string]  // Services
+	control  workqueue.TypedRateLimitingInterface[control] // everything else
 
 	// mu serializes the two workers; everything below is theirs.
 	mu      sync.Mutex
@@ -115,8 +113,17 @@ type Controller struct {
 	written map[string][]netip.Addr
 }
 
+// Client is what the controller reads and writes through the API, and
+// asks discovery (a *kubeclient.Clientset).
+type Client interface {
+	Services(namespace string) kubeclient.Services
+	Namespaces() kubeclient.Namespaces
+	ConfigMaps(namespace string) kubeclient.ConfigMaps
+	resourceDiscovery
+}
+
 // New wires the allocator controller.
-func New(cfg Config, client kubernetes.Interface, dyn dynamic.Interface, el Elector, recorder record.EventRecorder, log *slog.Logger) (*Controller, error) {
+func New(cfg Config, client Client, dyn dynamic.Interface, el Elector, recorder record.EventRecorder, log *slog.Logger) (*Controller, error) {
 	cfg.defaults()
 	if log == nil {
 		log = slog.Default()
@@ -127,16 +134,11 @@ func New(cfg Config, client kubernetes.Interface, dyn dynamic.Interface, el Elec
 	c := &Controller{
 		cfg: cfg, client: client, dyn: dyn, el: el, recorder: recorder, log: log.With("component", "allocator"),
 		models:  kube.NewModels(cfg.Class),
-		factory: informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTransform(kube.Slim)),
-		cmFactory: informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithNamespace(ConfigMapNamespace),
-			informers.WithTweakListOptions(func(o *metav1.ListOptions) {
-				o.FieldSelector = fields.OneTermEqualSelector("metadata.name", ConfigMapName).String()
-			})),
 		queue:   workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[string]()),
 		control: workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[control]()),
 		shared:  map[string]bool{}, said: map[string]string{}, waiting: map[string]bool{}, written: map[string][]netip.Addr{},
 	}
-	c.ippools = newIPPoolSource(client.Discovery(), dyn, cfg.DiscoveryInterval, cfg.Clock, c.log, func() { c.control.Add(ctlPools) })
+	c.ippools = newIPPoolSource(client, dyn, cfg.DiscoveryInterval, cfg.Clock, c.log, func() { c.control.Add(ctlPools) })
 	if err := c.watch(); err != nil {
 		return nil, fmt.Errorf("allocator: %w", err)
 	}
@@ -145,12 +147,13 @@ func New(cfg Config, client kubernetes.Interface, dyn dynamic.Interface, el Elec
 
 // watch registers the informers' handlers.
 func (c *Controller) watch() error {
-	svcInf := c.factory.Core().V1().Services().Informer()
-	nsInf := c.factory.Core().V1().Namespaces().Informer()
-	cmInf := c.cmFactory.Core().V1().ConfigMaps().Informer()
-	c.services = c.factory.Core().V1().Services().Lister()
-	c.nss = c.factory.Core().V1().Namespaces().Lister()
-	c.cms = c.cmFactory.Core().V1().ConfigMaps().Lister()
+	svcInf, nsInf, cmInf, err := c.informers()
+	if err != nil {
+		return err
+	}
+	c.services = corelisters.NewServiceLister(svcInf.GetIndexer())
+	c.nss = corelisters.NewNamespaceLister(nsInf.GetIndexer())
+	c.cms = corelisters.NewConfigMapLister(cmInf.GetIndexer())
 	c.synced = []cache.InformerSynced{svcInf.HasSynced, nsInf.HasSynced, cmInf.HasSynced}
 	enqueue := func(obj any) {
 		if k, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
@@ -174,6 +177,30 @@ func (c *Controller) watch() error {
 		return fmt.Errorf("watch ConfigMap %s/%s: %w", ConfigMapNamespace, ConfigMapName, err)
 	}
 	return nil
+}
+
+// informers makes the Service and Namespace informers (slimmed) and the
+// one of the pools ConfigMap, and adds them to c.infs.
+func (c *Controller) informers() (svcInf, nsInf, cmInf cache.SharedIndexInformer, err error) {
+	slim := kubeclient.InformerOptions{Transform: kube.Slim}
+	if svcInf, err = kubeclient.NewInformer(c.client.Services(""), c.client, &corev1.Service{}, slim); err != nil {
+		return nil, nil, nil, err
+	}
+	if nsInf, err = kubeclient.NewInformer(c.client.Namespaces(), c.client, &corev1.Namespace{}, slim); err != nil {
+		return nil, nil, nil, err
+	}
+	cmInf, err = kubeclient.NewInformer(c.client.ConfigMaps(ConfigMapNamespace), c.client, &corev1.ConfigMap{}, kubeclient.InformerOptions{
+		Tweak: func(o *metav1.ListOptions) {
+			o.FieldSelector = fields.OneTermEqualSelector("metadata.name", ConfigMapName).String()
+		},
+	})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	for _, inf := range []cache.SharedIndexInformer{svcInf, nsInf, cmInf} {
+		c.infs.Add(inf)
+	}
+	return svcInf, nsInf, cmInf, nil
 }
 
 func (c *Controller) leaseKey() election.Key {
@@ -204,10 +231,8 @@ func (c *Controller) HasSynced() bool {
 func (c *Controller) Run(ctx context.Context) error {
 	defer c.queue.ShutDown()
 	defer c.control.ShutDown()
-	c.factory.Start(ctx.Done())
-	c.cmFactory.Start(ctx.Done())
-	defer c.factory.Shutdown()
-	defer c.cmFactory.Shutdown()
+	c.infs.Start(ctx.Done())
+	defer c.infs.Shutdown()
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	wg.Add(1)

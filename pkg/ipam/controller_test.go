@@ -27,6 +27,7 @@ import (
 	"github.com/vigil-lb/vigil/pkg/allocator"
 	"github.com/vigil-lb/vigil/pkg/election"
 	"github.com/vigil-lb/vigil/pkg/kube"
+	"github.com/vigil-lb/vigil/pkg/kubeclient/kubeclienttest"
 )
 
 // fakeElector wins the election as soon as it is campaigned for; like the
@@ -182,7 +183,7 @@ func newHarnessElector(t *testing.T, cfg Config, electorRunning bool, objs ...ru
 	if cfg.CampaignInterval == 0 {
 		cfg.CampaignInterval = 20 * time.Millisecond
 	}
-	ctl, err := New(cfg, h.client, h.dyn, h.el, h.rec, slog.New(slog.DiscardHandler))
+	ctl, err := New(cfg, kubeclienttest.Wrap(h.client), h.dyn, h.el, h.rec, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,10 +13,10 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/dynamic/dynamicinformer"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/vigil-lb/vigil/internal/clock"
+	"github.com/vigil-lb/vigil/pkg/kubeclient"
 )
 
 // resourceDiscovery is what the IPPool source needs of discovery (any
@@ -151,7 +151,7 @@ func (s *ipPoolSource) served(ctx context.Context) (bool, error) {
 }
 
 func (s *ipPoolSource) startInformer(ctx context.Context) {
-	inf := dynamicinformer.NewFilteredDynamicInformer(s.dyn, IPPoolResource, "", 0, cache.Indexers{}, nil).Informer()
+	inf := kubeclient.NewDynamicInformer(s.dyn, IPPoolResource, "", nil)
 	onChange := func(any) {
 		if s.published.Load() {
 			s.changed()

@@ -335,7 +335,7 @@ func (c *Controller) write(ctx context.Context, svc *corev1.Service, addrs []net
 	}
 	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if _, err := c.client.CoreV1().Services(svc.Namespace).Patch(wctx, svc.Name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+	if _, err := c.client.Services(svc.Namespace).Patch(wctx, svc.Name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
 		return fmt.Errorf("record allocation: %w", err)
 	}
 	return nil

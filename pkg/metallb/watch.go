@@ -13,8 +13,9 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/client-go/dynamic/dynamicinformer"
 	"k8s.io/client-go/tools/cache"
+
+	"github.com/vigil-lb/vigil/pkg/kubeclient"
 )
 
 // configMaps is the legacy ConfigMap's resource (always served).
@@ -109,7 +110,7 @@ func (s *Source) start(ctx context.Context, gvr schema.GroupVersionResource, nam
 			o.FieldSelector = fields.OneTermEqualSelector("metadata.name", name).String()
 		}
 	}
-	inf := dynamicinformer.NewFilteredDynamicInformer(s.dyn, gvr, s.o.Namespace, 0, cache.Indexers{}, tweak).Informer()
+	inf := kubeclient.NewDynamicInformer(s.dyn, gvr, s.o.Namespace, tweak)
 	kick := func(any) { s.enqueue() }
 	_, herr := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: kick, UpdateFunc: func(_, o any) { kick(o) }, DeleteFunc: kick})
 	werr := inf.SetWatchErrorHandlerWithContext(func(_ context.Context, _ *cache.Reflector, err error) {

@@ -10,7 +10,6 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	coordinationclient "k8s.io/client-go/kubernetes/typed/coordination/v1"
 )
 
 // MembersAnnotation holds the agent's LAN liveness record as compact JSON:
@@ -89,7 +88,7 @@ type MembersRecord struct {
 // Annotate makes node's Lease in leases carry annotation key=value (and
 // vigil's label), creating the Lease if needed. A conflict is an error:
 // the caller tries again later.
-func Annotate(ctx context.Context, client coordinationclient.LeasesGetter, namespace, node, key, value string) error {
+func Annotate(ctx context.Context, client LeasesGetter, namespace, node, key, value string) error {
 	leases := client.Leases(namespace)
 	name := LeaseName(node)
 	cur, err := leases.Get(ctx, name, metav1.GetOptions{})

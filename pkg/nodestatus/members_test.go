@@ -9,6 +9,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
 
+	"github.com/vigil-lb/vigil/pkg/kubeclient/kubeclienttest"
 	"github.com/vigil-lb/vigil/pkg/nodestatus"
 )
 
@@ -41,7 +42,7 @@ func TestMembersRecord(t *testing.T) {
 func TestAnnotate(t *testing.T) {
 	client := fake.NewClientset()
 	ctx := context.Background()
-	if err := nodestatus.Annotate(ctx, client.CoordinationV1(), "kube-system", "node1", nodestatus.MembersAnnotation, `{"on":false,"api":false}`); err != nil {
+	if err := nodestatus.Annotate(ctx, kubeclienttest.Wrap(client), "kube-system", "node1", nodestatus.MembersAnnotation, `{"on":false,"api":false}`); err != nil {
 		t.Fatal(err)
 	}
 	leases := client.CoordinationV1().Leases("kube-system")
@@ -53,7 +54,7 @@ func TestAnnotate(t *testing.T) {
 	if _, err := leases.Update(ctx, l, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if err := nodestatus.Annotate(ctx, client.CoordinationV1(), "kube-system", "node1", nodestatus.MembersAnnotation, `{"on":true,"api":true}`); err != nil {
+	if err := nodestatus.Annotate(ctx, kubeclienttest.Wrap(client), "kube-system", "node1", nodestatus.MembersAnnotation, `{"on":true,"api":true}`); err != nil {
 		t.Fatal(err)
 	}
 	l, err = leases.Get(ctx, "vigil-node-node1", metav1.GetOptions{})

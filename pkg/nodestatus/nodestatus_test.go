@@ -16,6 +16,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 
+	"github.com/vigil-lb/vigil/pkg/kubeclient/kubeclienttest"
 	"github.com/vigil-lb/vigil/pkg/nodestatus"
 )
 
@@ -154,7 +155,7 @@ func TestPublish(t *testing.T) {
 	}
 	cs := fake.NewClientset()
 	bumpResourceVersion(cs)
-	p := nodestatus.NewPublisher(cs.CoordinationV1(), "kube-system", "node1")
+	p := nodestatus.NewPublisher(kubeclienttest.Wrap(cs), "kube-system", "node1")
 	for _, s := range steps {
 		wrote, err := p.Publish(ctx, s.peers)
 		if err != nil {
@@ -221,7 +222,7 @@ func TestPublishExisting(t *testing.T) {
 			tt.existing.ResourceVersion = "7"
 			cs := fake.NewClientset(&tt.existing)
 			cs.ClearActions()
-			p := nodestatus.NewPublisher(cs.CoordinationV1(), "kube-system", "node1")
+			p := nodestatus.NewPublisher(kubeclienttest.Wrap(cs), "kube-system", "node1")
 			wrote, err := p.Publish(ctx, peers)
 			if err != nil || wrote != tt.wantWrote {
 				t.Errorf("Publish = %v, %v; want %v, nil", wrote, err, tt.wantWrote)
@@ -250,7 +251,7 @@ func TestPublishErrorRetried(t *testing.T) {
 		}
 		return false, nil, nil
 	})
-	p := nodestatus.NewPublisher(cs.CoordinationV1(), "kube-system", "node1")
+	p := nodestatus.NewPublisher(kubeclienttest.Wrap(cs), "kube-system", "node1")
 	if wrote, err := p.Publish(ctx, peers); wrote || !apierrors.IsConflict(err) {
 		t.Fatalf("Publish with a conflict = %v, %v; want false and the conflict", wrote, err)
 	}

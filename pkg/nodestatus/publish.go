@@ -7,20 +7,26 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	coordinationclient "k8s.io/client-go/kubernetes/typed/coordination/v1"
+
+	"github.com/vigil-lb/vigil/pkg/kubeclient"
 )
 
 // Publisher writes one node's sessions to its Lease. It is not safe for
 // concurrent use: one goroutine owns it.
 type Publisher struct {
-	leases    coordinationclient.LeaseInterface
+	leases    kubeclient.Leases
 	name      string
 	published string // the annotation value the Lease is known to hold
 	known     bool   // published is set
 }
 
+// LeasesGetter gives the Leases of a namespace: a *kubeclient.Clientset.
+type LeasesGetter interface {
+	Leases(namespace string) kubeclient.Leases
+}
+
 // NewPublisher publishes node's sessions in namespace.
-func NewPublisher(client coordinationclient.LeasesGetter, namespace, node string) *Publisher {
+func NewPublisher(client LeasesGetter, namespace, node string) *Publisher {
 	return &Publisher{leases: client.Leases(namespace), name: LeaseName(node)}
 }
 

@@ -18,6 +18,7 @@ import (
 
 	"github.com/vigil-lb/vigil/pkg/election"
 	"github.com/vigil-lb/vigil/pkg/heartbeat"
+	"github.com/vigil-lb/vigil/pkg/kubeclient"
 	"github.com/vigil-lb/vigil/testing/lab"
 )
 
@@ -144,7 +145,7 @@ func newSimNode(t *testing.T, mode, ns, name string) *simNode {
 		t.Fatal(err)
 	}
 	cfg.QPS, cfg.Burst = 100, 200 // an agent's lease client budget
-	cs, err := kubernetes.NewForConfig(cfg)
+	cs, err := kubeclient.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
