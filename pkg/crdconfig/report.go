@@ -51,6 +51,11 @@ func (s *Source) report(ctx context.Context, lists map[schema.GroupVersionResour
 			s.clearLog("object " + key)
 		}
 	}
+	for key := range s.wrote {
+		if !seen[key] {
+			delete(s.wrote, key)
+		}
+	}
 }
 
 // event records a Warning for a new or changed problem.
@@ -83,9 +88,11 @@ func (s *Source) setStatus(ctx context.Context, obj *unstructured.Unstructured, 
 	now := metav1.NewTime(s.o.Clock.Now())
 	meta.SetStatusCondition(&want.Conditions, validCondition(obj.GetGeneration(), err, now))
 	meta.SetStatusCondition(&want.Conditions, establishedCondition(obj.GetGeneration(), want.Sessions, now))
-	if sameStatus(old, want) {
+	last, ok := s.wrote[objectKey(obj)]
+	if sameStatus(old, want) || (ok && last.over == obj.GetResourceVersion() && sameStatus(last.status, want)) {
 		return
 	}
+	delete(s.wrote, objectKey(obj))
 	if err := s.writeStatus(ctx, obj, want); err != nil {
 		// The informer brings the newer object (a conflict: the cache was
 		// behind) and the next rebuild tries again.
@@ -96,7 +103,14 @@ func (s *Source) setStatus(ctx context.Context, obj *unstructured.Unstructured, 
 		s.logOnce("status "+obj.GetName(), "cannot write BGPPeer status", "peer", obj.GetName(), "err", err)
 		return
 	}
+	s.wrote[objectKey(obj)] = statusWrite{over: obj.GetResourceVersion(), status: want}
 	s.clearLog("status " + obj.GetName())
+}
+
+// statusWrite is a status written over one cached version of an object.
+type statusWrite struct {
+	over   string // the resourceVersion of the object it was written over
+	status peerStatus
 }
 
 // validCondition says whether the agents use the peer.

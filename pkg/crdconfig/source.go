@@ -71,6 +71,11 @@ type Source struct {
 	served    string              // what discovery last said, for the log
 	passwords map[string]password // last good password per Secret
 	reported  map[string]string   // object → problem last reported
+	// wrote is, per BGPPeer (objectKey), the status last written and the cached
+	// version it was written over: a rebuild that still sees that version
+	// (the informer has not brought the write back yet) does not write
+	// the same status again.
+	wrote map[string]statusWrite
 
 	logMu  sync.Mutex
 	logged map[string]string // topic → message last logged
@@ -100,7 +105,7 @@ func New(disco Discovery, dyn dynamic.Interface, secrets Secrets, o Options) *So
 	return &Source{
 		disco: disco, dyn: dyn, secrets: secrets, o: o, kick: make(chan struct{}, 1),
 		watches: map[schema.GroupVersionResource]*watch{}, passwords: map[string]password{},
-		reported: map[string]string{}, logged: map[string]string{}, served: notLooked,
+		reported: map[string]string{}, wrote: map[string]statusWrite{}, logged: map[string]string{}, served: notLooked,
 	}
 }
 

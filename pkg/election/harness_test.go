@@ -290,6 +290,20 @@ func (n *node) waitRaceIdle() {
 	})
 }
 
+// waitObserved waits until the handler has recorded key's Lease: the cache
+// syncs when the store has the first list, before the handler has seen
+// every record (an unobserved record counts as fresh in acquisitions, but
+// HeldByOther knows only what was observed).
+func (n *node) waitObserved(key Key) {
+	n.t.Helper()
+	n.waitFor(key.String()+" observed", func() bool {
+		n.e.mu.Lock()
+		defer n.e.mu.Unlock()
+		_, ok := n.e.observed[key]
+		return ok
+	})
+}
+
 // lead campaigns for key and waits until the node leads it.
 func (n *node) lead(key Key) {
 	n.t.Helper()

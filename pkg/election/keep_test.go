@@ -158,6 +158,7 @@ func TestFollowerClocksStartAfresh(t *testing.T) {
 	n, k := keeperNode(t, a, "node1")
 	k.set(func(k *fakeKeeper) { k.reachable = false })
 	n.start()
+	n.waitObserved(web)
 	n.e.Campaign(web)
 	n.clk.Set(t0.Add(20 * time.Second))
 	if w := n.writes(); w != 0 {
