@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -98,7 +99,7 @@ func (p *Prober) Run(ctx context.Context, c *Checker, interval time.Duration, ta
 		round := p.round
 		p.round = map[netip.Addr][]string{}
 		p.mu.Unlock()
-		c.Answers(start, round)
+		c.Answers(start, answerers(round, p.who))
 		start = time.Now()
 	}
 }
@@ -124,14 +125,32 @@ func (p *Prober) solicit(a netip.Addr) {
 	_ = p.ndp.WriteTo(m, nil, group)
 }
 
+// note records that mac answered for a in this round. The MAC is named
+// only at the end of the round (answerers), once per distinct MAC: a DHCP
+// Service's macvlan has the same MAC on whichever node holds it, so naming
+// each reply as it came could give one MAC two names in a round when the
+// MAC map moved from the previous holder to the new one in between.
 func (p *Prober) note(a netip.Addr, mac net.HardwareAddr) {
-	name := p.who(mac)
-	if name == "" {
-		name = mac.String()
-	}
 	p.mu.Lock()
-	p.round[a] = append(p.round[a], name)
+	p.round[a] = append(p.round[a], mac.String())
 	p.mu.Unlock()
+}
+
+// answerers names the distinct MACs that answered for each address (a MAC
+// no node has is named by itself).
+func answerers(round map[netip.Addr][]string, who func(net.HardwareAddr) string) map[netip.Addr][]string {
+	out := make(map[netip.Addr][]string, len(round))
+	for a, macs := range round {
+		slices.Sort(macs)
+		for _, m := range slices.Compact(macs) {
+			name := m
+			if hw, err := net.ParseMAC(m); err == nil && who(hw) != "" {
+				name = who(hw)
+			}
+			out[a] = append(out[a], name)
+		}
+	}
+	return out
 }
 
 func (p *Prober) closed() bool {
