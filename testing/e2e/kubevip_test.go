@@ -297,8 +297,8 @@ func TestLeaseNameAndForcePerService(t *testing.T) {
 	t.Run("forcePerServiceElection", func(t *testing.T) {
 		c := newCluster(t, 2)
 		c.startAll("svc_election=false", "per_service_election_on_demand=true")
-		own := c.announced("own", mustAddr("198.18.0.160"), withAnnotation("kube-vip.io/forcePerServiceElection", "true"))
-		shared := c.announced("shared", mustAddr("198.18.0.161"))
+		own := c.announced("own", mustAddr("198.18.0.168"), withAnnotation("kube-vip.io/forcePerServiceElection", "true"))
+		shared := c.announced("shared", mustAddr("198.18.0.169"))
 		if got := c.leaseHolder("kubevip-own"); got != own {
 			t.Errorf("Lease kubevip-own held by %q, want %s", got, own)
 		}
@@ -379,7 +379,7 @@ func TestPreserveOnLeadershipLoss(t *testing.T) {
 	c := newCluster(t, 2)
 	c.startAll("vip_preserve_on_leadership_loss=true")
 	c.serveAll(8080)
-	vip := mustAddr("198.18.0.162")
+	vip := mustAddr("198.18.0.167")
 	c.setEndpoints("web", "node1")
 	c.createService("web", []string{vip.String()}, withLocal())
 	c.waitOwner(vip, "node1", "", 5*time.Second)
