@@ -46,16 +46,7 @@ func (c *cluster) dhcpAddrs(name string, want int, within time.Duration) ([]neti
 }
 
 func (c *cluster) leaseOf(ip netip.Addr) (lab.Lease, bool) {
-	leases, err := c.n.Leases()
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	for _, l := range leases {
-		if l.IP == ip {
-			return l, true
-		}
-	}
-	return lab.Lease{}, false
+	return c.leaseWhere(func(l lab.Lease) bool { return l.IP == ip })
 }
 
 // liveNodesWith is nodesWith without crashed nodes (whose kernel keeps

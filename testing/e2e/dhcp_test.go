@@ -6,7 +6,6 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -69,12 +68,17 @@ func (c *cluster) watchDHCPNodes() {
 }
 
 func (c *cluster) leaseFor(mac string) (lab.Lease, bool) {
+	return c.leaseWhere(func(l lab.Lease) bool { return strings.EqualFold(l.MAC, mac) })
+}
+
+// leaseWhere returns dnsmasq's first lease matching ok.
+func (c *cluster) leaseWhere(ok func(lab.Lease) bool) (lab.Lease, bool) {
 	leases, err := c.n.Leases()
 	if err != nil {
 		c.t.Fatal(err)
 	}
 	for _, l := range leases {
-		if strings.EqualFold(l.MAC, mac) {
+		if ok(l) {
 			return l, true
 		}
 	}
@@ -182,30 +186,16 @@ func TestDHCPRenewal(t *testing.T) {
 	holder := c.service("web").Annotations["kube-vip.io/vipHost"]
 	first, _ := c.leaseFor(mac)
 	var blips atomic.Int32
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		tk := time.NewTicker(250 * time.Millisecond)
-		defer tk.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-tk.C:
-			}
-			if !slices.Contains(c.nodesWith(ip), holder) {
-				blips.Add(1)
-			}
+	stop := c.every(250*time.Millisecond, func() {
+		if !slices.Contains(c.nodesWith(ip), holder) {
+			blips.Add(1)
 		}
-	}()
+	})
 	err := lab.WaitFor(c.ctx, 75*time.Second, func() bool {
 		l, ok := c.leaseFor(mac)
 		return ok && l.Expiry.After(first.Expiry)
 	})
-	close(stop)
-	wg.Wait()
+	stop()
 	if err != nil {
 		t.Fatalf("lease for %s not renewed within 75s (first expiry %v)\n%s", mac, first.Expiry, dnsmasq.Log())
 	}
