@@ -15,6 +15,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/dynamic"
@@ -76,6 +77,11 @@ func newCluster(t *testing.T, nodes int, env ...string) *cluster {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Registered before the network, so it runs after the agents stopped:
+	// the lab has no namespace controller, and a Service a test leaves
+	// behind keeps its address, which a later test's pool or static
+	// address would then find taken.
+	t.Cleanup(func() { deleteServices(t, cs, ns.Name) })
 	kc, err := cp.NodeKubeconfig("agent-"+ns.Name, agentUser, "system:serviceaccounts", "system:serviceaccounts:kube-system")
 	if err != nil {
 		t.Fatal(err)
@@ -86,6 +92,23 @@ func newCluster(t *testing.T, nodes int, env ...string) *cluster {
 		agents: map[string]*lab.Proc{}, env: env,
 	}
 	return c
+}
+
+// deleteServices deletes every Service in the namespace (one by one: not
+// every API server version serves deletecollection for Services).
+func deleteServices(t *testing.T, cs kubernetes.Interface, ns string) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	list, err := cs.CoreV1().Services(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Errorf("clean up the Services of %s: %v", ns, err)
+		return
+	}
+	for _, s := range list.Items {
+		if err := cs.CoreV1().Services(ns).Delete(ctx, s.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			t.Errorf("clean up Service %s/%s: %v", ns, s.Name, err)
+		}
+	}
 }
 
 func (c *cluster) node(name string) *lab.Host {
