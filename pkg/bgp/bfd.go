@@ -16,9 +16,9 @@ import (
 // idle for 30 s). Armed after establishment, GoBGP's BFD only ever sees the
 // router's final session. It stays armed when the session later drops.
 
-// armLoop arms BFD on newly established sessions until ctx ends (false)
-// or the router id changes (true).
-func (s *Speaker) armLoop(ctx context.Context) (restart bool) {
+// maintain arms BFD on newly established sessions and redials dropped
+// ones (redial.go) until ctx ends (false) or the router id changes (true).
+func (s *Speaker) maintain(ctx context.Context) (restart bool) {
 	for {
 		select {
 		case <-ctx.Done():
@@ -28,6 +28,10 @@ func (s *Speaker) armLoop(ctx context.Context) (restart bool) {
 		case <-s.bfdKick:
 			if err := s.armBFD(ctx); err != nil {
 				s.log.Warn("enabling BFD", "err", err)
+			}
+		case <-s.redialKick:
+			if err := s.redial(ctx); err != nil {
+				s.log.Warn("redialling a dropped session", "err", err)
 			}
 		}
 	}

@@ -46,6 +46,13 @@ type Speaker struct {
 	// signalled when it changes while running.
 	routerID    netip.Addr
 	restartKick chan struct{}
+	// dropped: peers whose established session went down, to redial;
+	// redialed: when each was last redialled; redials counts them; the
+	// maintenance loop is kicked through redialKick (see redial.go).
+	dropped    map[netip.Addr]bool
+	redialed   map[netip.Addr]time.Time
+	redials    int
+	redialKick chan struct{}
 }
 
 type phase int
@@ -89,6 +96,10 @@ func New(cfg Config) (*Speaker, error) {
 
 		routerID:    cfg.RouterID,
 		restartKick: make(chan struct{}, 1),
+
+		dropped:    map[netip.Addr]bool{},
+		redialed:   map[netip.Addr]time.Time{},
+		redialKick: make(chan struct{}, 1),
 	}, nil
 }
 
@@ -138,7 +149,7 @@ func (s *Speaker) serve(ctx context.Context) (restart bool, err error) {
 	if err != nil {
 		s.log.Warn("applying peers and routes at start", "err", err)
 	}
-	restart = s.armLoop(ctx)
+	restart = s.maintain(ctx)
 	s.shutdown(srv)
 	stopWatch()
 	s.forgetServer()
@@ -173,6 +184,7 @@ func (s *Speaker) forgetServer() {
 	clear(s.applied)
 	clear(s.sent)
 	clear(s.bfdArmed)
+	clear(s.dropped)
 	s.mu.Unlock()
 }
 
@@ -244,6 +256,9 @@ func (s *Speaker) onPeerEvent(ev *apiutil.WatchEventMessage_PeerEvent, at time.T
 	ps := peerStatus{state: name, since: at, lastError: old.lastError}
 	if old.state == "established" && name != "established" || st.DisconnectMessage != "" && name == "idle" {
 		ps.lastError = disconnectText(st)
+	}
+	if old.state == "established" && name != "established" {
+		s.sessionDroppedLocked(addr)
 	}
 	s.status[addr] = ps
 	s.mu.Unlock()
