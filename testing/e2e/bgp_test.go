@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -432,4 +433,45 @@ func TestBGPSurvivesAPIOutage(t *testing.T) {
 		}
 	}
 	c.waitHops(r, vip, 5*time.Second, c.allNodes()...)
+}
+
+// A Local Service's only endpoint node loses its BGP session (its agent
+// stalled, then its cable pulled, each for longer than the hold time):
+// once the fault heals, the route is back within LeaseDuration + 1 s, the
+// fault campaign's grace. GoBGP alone holds a dropped session idle for
+// 5 s before it dials again; the speaker redials at once (pkg/bgp,
+// redial.go).
+func TestBGPSessionBackAfterNodeFault(t *testing.T) {
+	c, r := bgpCluster(t, 2)
+	vip := mustAddr("198.18.0.158")
+	c.setEndpoints("web", "node2")
+	c.createService("web", []string{vip.String()}, withLocal())
+	c.waitHops(r, vip, 15*time.Second, "node2")
+	grace := 6 * time.Second // vip_leaseduration's default + 1 s
+	for _, f := range []struct {
+		name      string
+		cut, heal func() error
+	}{
+		{"agent stalled (SIGSTOP)",
+			func() error { return c.agents["node2"].Signal(syscall.SIGSTOP) },
+			func() error { return c.agents["node2"].Signal(syscall.SIGCONT) }},
+		{"cable pulled",
+			func() error { return c.n.CutLAN(c.ctx, c.node("node2")) },
+			func() error { return c.n.RestoreLAN(c.ctx, c.node("node2")) }},
+	} {
+		if err := f.cut(); err != nil {
+			t.Fatal(err)
+		}
+		c.waitHops(r, vip, 20*time.Second) // the router's hold timer (9 s) expires
+		time.Sleep(3 * time.Second)
+		if err := f.heal(); err != nil {
+			t.Fatal(err)
+		}
+		took := c.waitHops(r, vip, 30*time.Second, "node2")
+		if took > grace {
+			t.Errorf("%s: route back %v after the heal, want within %v", f.name, took.Round(time.Millisecond), grace)
+		} else {
+			t.Logf("%s: route back %v after the heal", f.name, took.Round(time.Millisecond))
+		}
+	}
 }

@@ -113,6 +113,7 @@ type wanted struct {
 	Service
 	changed  time.Time
 	lastHeal time.Time
+	healKind string // the kind of the fault whose heal is lastHeal
 }
 
 type fault struct {
@@ -190,7 +191,7 @@ func (c *Checker) FaultHealed(at time.Time, id int) {
 	f.healed = at
 	for _, w := range c.svcs {
 		if c.touches(f, w) {
-			w.lastHeal = at
+			w.lastHeal, w.healKind = at, f.kind
 		}
 	}
 }
@@ -241,6 +242,15 @@ func (c *Checker) settledSince(w *wanted) (time.Time, bool) {
 		last = w.lastHeal
 	}
 	return last.Add(c.grace()), true
+}
+
+// settledBy names what w last settled from: the kind of the fault healed
+// last, or "change" (the Service or its endpoints changed).
+func settledBy(w *wanted) string {
+	if w.lastHeal.After(w.changed) {
+		return w.healKind + " healed"
+	}
+	return "changed"
 }
 
 // openOrKeep opens an episode for key (if not open yet); close ends it.

@@ -150,7 +150,7 @@ func (c *Checker) checkAnnounced(at time.Time) {
 			key := "announce/" + name + "/" + a.String()
 			still[key] = true
 			c.openOrKeep(key, Violation{Kind: NotAnnounced, Subject: name, Start: at,
-				Detail: fmt.Sprintf("%s unanswered, settled since %s", a, since.UTC().Format("15:04:05.000"))})
+				Detail: fmt.Sprintf("%s unanswered, settled since %s (%s)", a, since.UTC().Format("15:04:05.000"), settledBy(w))})
 		}
 	}
 	c.closeMissing(NotAnnounced, "announce/", still, at)
