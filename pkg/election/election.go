@@ -347,7 +347,7 @@ func (e *Elector) HeldByOther(key Key) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	o, ok := e.observed[key]
-	return ok && valid(e.fresh(o), e.clock.Now()) && !e.mine(o)
+	return ok && valid(e.asSeen(o), e.clock.Now()) && !e.mine(o)
 }
 
 // Campaign makes this node a candidate for key. It is idempotent. Before

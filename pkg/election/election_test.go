@@ -524,7 +524,10 @@ func TestResignWakesFollowers(t *testing.T) {
 }
 
 // An agent restarted with the same node name but a new instance id does not
-// assume it holds the Lease its previous life wrote.
+// assume it holds the Lease its previous life wrote: it takes it over once
+// the record went two retry periods without a renewal (the predecessor
+// exited), not after the whole lease; a record it wrote itself it renews at
+// once; a predecessor that keeps renewing keeps it.
 func TestRestartedInstance(t *testing.T) {
 	tests := []struct {
 		name          string
@@ -532,7 +535,7 @@ func TestRestartedInstance(t *testing.T) {
 		takeover      time.Duration // when the node leads
 		wantTransited int32
 	}{
-		{name: "new instance waits for expiry", instance: "boot-2", takeover: 5 * time.Second, wantTransited: 1},
+		{name: "new instance waits two retry periods", instance: "boot-2", takeover: 2 * time.Second, wantTransited: 1},
 		{name: "same instance renews its own record at once", instance: "boot-1", takeover: 0, wantTransited: 0},
 	}
 	for _, tt := range tests {
@@ -559,6 +562,32 @@ func TestRestartedInstance(t *testing.T) {
 				t.Errorf("leaseTransitions = %d, want %d", tr, tt.wantTransited)
 			}
 		})
+	}
+}
+
+// A predecessor that still runs (an overlapping restart on one node) and
+// renews every retry period keeps its Lease: the new instance never writes.
+func TestRestartedInstanceLeavesARenewingPredecessor(t *testing.T) {
+	a := newAPIServer(t)
+	a.hold(web, "node1", "boot-1", t0)
+	n := newNode(t, a, clocktest.New(t0), "node1", "boot-2")
+	n.start()
+	n.waitFor("the informer to show the lease", func() bool { return n.observed(web) })
+	n.e.Campaign(web)
+	n.waitRacesArmed(1, t0.Add(2*time.Second))
+	for i := 1; i <= 6; i++ {
+		at := t0.Add(time.Duration(i) * time.Second)
+		n.clk.Set(at)
+		a.hold(web, "node1", "boot-1", at) // the predecessor renews
+		n.waitFor("the renewal observed", func() bool {
+			n.e.mu.Lock()
+			defer n.e.mu.Unlock()
+			return n.e.observed[web].renew.Equal(at)
+		})
+		n.waitRacesArmed(1, at.Add(2*time.Second))
+	}
+	if w := n.writes(); w != 0 || n.e.Leading(web) {
+		t.Errorf("%d writes, leading %v over a predecessor renewing every second", w, n.e.Leading(web))
 	}
 }
 

@@ -153,6 +153,23 @@ func (e *Elector) followerMayWrite(epoch uint64) bool {
 	return reachable && ep == epoch
 }
 
+// asSeen is o as this node counts it: fresh (below), and a record written
+// by an earlier process of this agent (same identity, another instance)
+// held for at most two retry periods past its sighting. A predecessor that
+// still runs (an overlapping restart) renews every retry period, so it
+// keeps its hold; one that exited is gone, and waiting out its whole
+// lease would only keep its Services dark after a restart (a Local
+// Service whose one endpoint is on this node has no other candidate).
+// Either way the Lease names this node: two nodes are never involved. A
+// record without an instance id (kube-vip's) is waited out in full.
+func (e *Elector) asSeen(o observation) observation {
+	o = e.fresh(o)
+	if o.holder == e.cfg.Identity && o.instance != "" && o.instance != e.cfg.Instance {
+		o.duration = min(o.duration, 2*e.cfg.RetryPeriod)
+	}
+	return o
+}
+
 // fresh is o as the follower rule counts it: never observed before the
 // current epoch began.
 func (e *Elector) fresh(o observation) observation {

@@ -106,7 +106,7 @@ func (e *Elector) record(key Key, o *observation, rv string) (holderChanged bool
 	e.observed[key] = *o
 	if o.holder != "" && !e.mine(*o) && e.phase != stopped {
 		seen := *o
-		e.expiries[key] = e.clock.AfterFunc(e.fresh(seen).expiry(), func() { e.expired(key, seen) })
+		e.expiries[key] = e.clock.AfterFunc(e.asSeen(seen).expiry(), func() { e.expired(key, seen) })
 	}
 	return !had || prev.holder != o.holder || prev.instance != o.instance, r
 }

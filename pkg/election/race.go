@@ -80,7 +80,7 @@ func (e *Elector) look(r *race, cached *coordinationv1.Lease, now time.Time) vie
 		if o, seen := e.observed[r.key]; seen && o.sameRecord(v.obs) {
 			v.obs = o
 		}
-		v.obs = e.fresh(v.obs)
+		v.obs = e.asSeen(v.obs)
 	}
 	v.conflicted = r.conflict != nil && *r.conflict == resourceVersion(cached)
 	// Leading starts only once the informer shows our own write: then this

@@ -69,3 +69,27 @@ func TestAPIServerRestartReannounces(t *testing.T) {
 		}
 	}
 }
+
+// A restarted agent takes back the Lease its killed predecessor held two
+// retry periods after it sees it, not a whole lease later: a Local
+// Service whose one endpoint is on that node has no other candidate, and
+// was dark 5 s past the restart (the fault campaign found it).
+func TestRestartedAgentTakesBackItsService(t *testing.T) {
+	c := newCluster(t, 2)
+	c.startAll()
+	vip := mustAddr("198.18.0.26")
+	c.setEndpoints("web", "node1")
+	c.createService("web", []string{vip.String()}, withLocal())
+	c.waitOwner(vip, "node1", "", 10*time.Second)
+	c.agents["node1"].Kill()
+	c.startAgent("node1")
+	c.waitReady("node1")
+	_, took := c.waitOwner(vip, "node1", "", 15*time.Second)
+	// Two retry periods (1 s each) from the first sighting, at most a
+	// moment after ready; the whole lease would be 5 s.
+	if took > 3500*time.Millisecond {
+		t.Errorf("node1 announced its Local Service again %v after its restarted agent was ready, want about 2 s (two retry periods)", took.Round(time.Millisecond))
+	} else {
+		t.Logf("node1 announced its Local Service again %v after its restarted agent was ready", took.Round(time.Millisecond))
+	}
+}
