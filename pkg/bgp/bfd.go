@@ -14,7 +14,8 @@ import (
 // Init, bound to the old discriminator, discards the new session's
 // packets until it expires, and its expiry resets the BGP session (then
 // idle for 30 s). Armed after establishment, GoBGP's BFD only ever sees the
-// router's final session. It stays armed when the session later drops.
+// router's final session. A session that drops is redialled as a new
+// GoBGP peer (redial.go), armed again once it is established.
 
 // maintain arms BFD on newly established sessions and redials dropped
 // ones (redial.go) until ctx ends (false) or the router id changes (true).
