@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"net/netip"
 	"time"
-
-	api "github.com/osrg/gobgp/v4/api"
 )
 
 // A session that drops after it was established is dialled again at
@@ -49,6 +47,7 @@ func (s *Speaker) redialDue(now time.Time) (due []Peer, next time.Time) {
 		}
 		delete(s.dropped, addr)
 		s.redialed[addr] = now
+		s.redials++
 		due = append(due, p)
 	}
 	return due, next
@@ -68,17 +67,12 @@ func (s *Speaker) redial(ctx context.Context) error {
 		s.clk.AfterFunc(next, func() { kick(s.redialKick) })
 	}
 	for _, p := range due {
-		if err := s.srv.DeletePeer(ctx, &api.DeletePeerRequest{Address: p.Address.String()}); err != nil {
-			return fmt.Errorf("bgp: redial %s: delete the dropped peer: %w", p.Address, err)
-		}
-		s.mu.Lock()
-		delete(s.applied, p.Address)
-		delete(s.bfdArmed, p.Address)
-		s.redials++
-		s.mu.Unlock()
 		s.log.Info("BGP session dropped: dialling the peer again now", "peer", p.Address)
+		if err := s.deletePeer(ctx, p.Address); err != nil {
+			return fmt.Errorf("bgp: redial: %w", err)
+		}
 		if err := s.addPeer(ctx, p); err != nil {
-			return err
+			return fmt.Errorf("bgp: redial: %w", err)
 		}
 	}
 	return nil

@@ -254,10 +254,11 @@ func (s *Speaker) onPeerEvent(ev *apiutil.WatchEventMessage_PeerEvent, at time.T
 	s.mu.Lock()
 	old := s.status[addr]
 	ps := peerStatus{state: name, since: at, lastError: old.lastError}
-	if old.state == "established" && name != "established" || st.DisconnectMessage != "" && name == "idle" {
+	dropped := old.state == "established" && name != "established"
+	if dropped || st.DisconnectMessage != "" && name == "idle" {
 		ps.lastError = disconnectText(st)
 	}
-	if old.state == "established" && name != "established" {
+	if dropped {
 		s.sessionDroppedLocked(addr)
 	}
 	s.status[addr] = ps
