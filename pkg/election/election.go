@@ -186,24 +186,20 @@ func New(cfg Config, client Client, notify func(Key), log *slog.Logger) (*Electo
 	if log == nil {
 		log = slog.Default()
 	}
-	inf, err := LeaseInformer(client, cfg.Namespace)
-	if err != nil {
-		return nil, fmt.Errorf("election: lease informer: %w", err)
-	}
 	e := &Elector{
 		cfg: cfg, clock: cfg.Clock, client: client, notify: notify, log: log,
-		lister: coordinationlisters.NewLeaseLister(inf.GetIndexer()), synced: inf.HasSynced,
 		races: map[Key]*race{}, observed: map[Key]observation{}, expiries: map[Key]clock.Timer{},
 	}
-	e.informers.Add(inf)
-	_, err = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+	inf, err := LeaseCache(client, cfg.Namespace, cfg.RetryPeriod, cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj any) { e.observe(obj, false) },
 		UpdateFunc: func(_, obj any) { e.observe(obj, false) },
 		DeleteFunc: func(obj any) { e.observe(obj, true) },
 	})
 	if err != nil {
-		return nil, fmt.Errorf("election: lease informer: %w", err)
+		return nil, fmt.Errorf("election: lease cache: %w", err)
 	}
+	e.lister, e.synced = coordinationlisters.NewLeaseLister(inf.GetIndexer()), inf.HasSynced
+	e.informers.Add(inf)
 	return e, nil
 }
 
@@ -216,15 +212,23 @@ func dropManagedFields(obj any) (any, error) {
 	return obj, nil
 }
 
-// LeaseInformer is an informer, not started, of vigil's Leases (labelled
+// LeaseCache is a cache, not started, of vigil's Leases (labelled
 // ManagedByLabel=ManagedByValue) in namespace ("": all), managedFields
-// dropped.
-func LeaseInformer(client Client, namespace string) (cache.SharedIndexInformer, error) {
-	return kubeclient.NewInformer(client.Leases(namespace), client, &coordinationv1.Lease{}, kubeclient.InformerOptions{
-		Tweak: func(o *metav1.ListOptions) {
-			o.LabelSelector = labels.Set{ManagedByLabel: ManagedByValue}.String()
+// dropped, that retries a failed list or watch every retry (the retry
+// period of the elections it serves: a holder leads only once this cache
+// shows its write, so it must come back with the API server, not up to a
+// minute later as a shared informer's backoff lets it); h sees every
+// change.
+func LeaseCache(client Client, namespace string, retry time.Duration, h cache.ResourceEventHandler) (*kubeclient.PromptCache, error) {
+	return kubeclient.NewPromptCache(client.Leases(namespace), client, &coordinationv1.Lease{}, kubeclient.PromptOptions{
+		InformerOptions: kubeclient.InformerOptions{
+			Tweak: func(o *metav1.ListOptions) {
+				o.LabelSelector = labels.Set{ManagedByLabel: ManagedByValue}.String()
+			},
+			Transform: dropManagedFields,
 		},
-		Transform: dropManagedFields,
+		Retry:   retry,
+		Handler: h,
 	})
 }
 

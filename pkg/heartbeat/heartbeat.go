@@ -130,26 +130,22 @@ func New(cfg Config, client election.Client, notify func(election.Key), log *slo
 	if log == nil {
 		log = slog.Default()
 	}
-	inf, err := election.LeaseInformer(client, cfg.Namespace)
-	if err != nil {
-		return nil, fmt.Errorf("heartbeat: lease informer: %w", err)
-	}
 	e := &Elector{
 		cfg: cfg, clock: cfg.Clock, client: client, notify: notify, log: log.With("election", "node"),
-		lister: coordinationlisters.NewLeaseLister(inf.GetIndexer()), synced: inf.HasSynced,
 		queue: workqueue.NewTyped[election.Key](), beatNow: make(chan struct{}, 1),
 		nodes: map[string]*nodeRec{}, svcs: map[election.Key]svcRec{}, cands: map[election.Key]*cand{},
 		reported: map[string]string{},
 	}
-	e.informers.Add(inf)
-	_, err = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+	inf, err := election.LeaseCache(client, cfg.Namespace, cfg.RetryPeriod, cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj any) { e.observe(obj, false) },
 		UpdateFunc: func(_, obj any) { e.observe(obj, false) },
 		DeleteFunc: func(obj any) { e.observe(obj, true) },
 	})
 	if err != nil {
-		return nil, fmt.Errorf("heartbeat: lease informer: %w", err)
+		return nil, fmt.Errorf("heartbeat: lease cache: %w", err)
 	}
+	e.lister, e.synced = coordinationlisters.NewLeaseLister(inf.GetIndexer()), inf.HasSynced
+	e.informers.Add(inf)
 	return e, nil
 }
 

@@ -1,28 +1,32 @@
 package kubeclient
 
 import (
+	"context"
 	"sync"
 
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/client-go/tools/cache"
 )
 
 // Informers runs informers together, as client-go's informer factory did:
 // Start runs those not running yet, Shutdown waits for them to stop.
 type Informers struct {
 	mu           sync.Mutex
-	all          []cache.SharedIndexInformer
+	all          []Runner
 	started      int // all[:started] run
 	shuttingDown bool
 	wg           sync.WaitGroup
 }
 
-// Add adds inf, to be run by the next Start; it returns inf.
-func (g *Informers) Add(inf cache.SharedIndexInformer) cache.SharedIndexInformer {
+// Runner is an informer, or a PromptCache.
+type Runner interface {
+	RunWithContext(ctx context.Context)
+}
+
+// Add adds inf, to be run by the next Start.
+func (g *Informers) Add(inf Runner) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.all = append(g.all, inf)
-	return inf
 }
 
 // Start runs every informer not yet started until stop is closed; after
