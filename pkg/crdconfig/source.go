@@ -34,6 +34,13 @@ type Secrets interface {
 	Get(ctx context.Context, name string, opts metav1.GetOptions) (*corev1.Secret, error)
 }
 
+// discoveryRetry is how soon discovery is asked again after it failed
+// (the API server away), instead of a whole Interval: an agent started
+// during an API server outage otherwise went on without the BGP objects up
+// to 30 s after the API server was back (the fault campaign found a BGP
+// Service announced by L2, then late by BGP).
+const discoveryRetry = time.Second
+
 // Options configure a Source.
 type Options struct {
 	// Namespace is vigil's namespace; password Secrets are read there
@@ -137,8 +144,10 @@ func (s *Source) Run(ctx context.Context) {
 	var due time.Time
 	for {
 		if now := s.o.Clock.Now(); !now.Before(due) {
-			s.discover(ctx)
 			due = now.Add(s.o.Interval)
+			if !s.discover(ctx) {
+				due = now.Add(min(s.o.Interval, discoveryRetry))
+			}
 		}
 		s.rebuild(ctx)
 		t.Reset(due)

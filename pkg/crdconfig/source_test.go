@@ -120,13 +120,19 @@ func newEnv(t *testing.T, served bool, objs ...runtime.Object) *env {
 // start (before its first sync).
 func newEnvAs(t *testing.T, served, writer bool, objs ...runtime.Object) *env {
 	t.Helper()
+	return newEnvWith(t, &fakeDiscovery{served: served}, writer, objs...)
+}
+
+// newEnvWith is newEnvAs with discovery served by disco.
+func newEnvWith(t *testing.T, disco *fakeDiscovery, writer bool, objs ...runtime.Object) *env {
+	t.Helper()
 	listKinds := map[schema.GroupVersionResource]string{}
 	for _, r := range resources {
 		listKinds[r] = map[string]string{"bgppeers": "BGPPeerList", "bgpadvertisements": "BGPAdvertisementList",
 			"bfdprofiles": "BFDProfileList", "l2advertisements": "L2AdvertisementList"}[r.Resource]
 	}
 	e := &env{t: t, dyn: dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), listKinds, objs...),
-		cs: fake.NewClientset(), disco: &fakeDiscovery{served: served}, rec: record.NewFakeRecorder(100),
+		cs: fake.NewClientset(), disco: disco, rec: record.NewFakeRecorder(100),
 		clk: clocktest.New(time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)), log: &syncBuffer{},
 		sessions: map[netip.Addr][]Session{}}
 	e.writer.Store(writer)
@@ -247,6 +253,19 @@ func TestSourceCRDsOptional(t *testing.T) {
 	e.disco.set(false, nil)
 	e.tick()
 	e.await("no peers", func() bool { return len(e.src.Config().Peers) == 0 })
+}
+
+// While discovery fails (the API server away) the source serves what it
+// has and asks again every second, not every Interval: an agent started
+// during an API server outage had its BGP objects only up to 30 s after
+// the API server was back.
+func TestSourceDiscoveryRetriedSoon(t *testing.T) {
+	e := newEnvWith(t, &fakeDiscovery{served: true, err: apierrors.NewServiceUnavailable("down")}, true, obj(t, "BGPPeer", "tor1", peerSpecYAML))
+	e.await("synced", e.src.Synced)
+	e.await("Run to wait on its timer", func() bool { return len(e.clk.Pending()) > 0 })
+	e.disco.set(true, nil)
+	e.clk.Step(time.Second)
+	e.await("the peer a second later", func() bool { return len(e.src.Config().Peers) == 1 })
 }
 
 // A bad object is left out with a Warning naming the field (and Valid=False

@@ -27,14 +27,15 @@ func (w *watch) end() {
 }
 
 // discover follows the CRDs: an informer runs for each resource while it is
-// served.
-func (s *Source) discover(ctx context.Context) {
+// served. It reports whether discovery answered.
+func (s *Source) discover(ctx context.Context) bool {
 	served, err := s.servedResources(ctx)
 	if err != nil {
 		// Run still publishes what the running informers have (nothing
-		// if none), so the agent does not wait for discovery forever.
+		// if none), so the agent does not wait for discovery forever,
+		// and looks again soon.
 		s.logOnce("discovery", "cannot tell whether the vigil.io BGP CRDs are installed; will look again", "err", err)
-		return
+		return false
 	}
 	s.clearLog("discovery")
 	var names []string
@@ -54,6 +55,7 @@ func (s *Source) discover(ctx context.Context) {
 		}
 	}
 	s.logServed(strings.Join(names, ", "))
+	return true
 }
 
 // logServed logs what is served when it changes.

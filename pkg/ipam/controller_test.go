@@ -24,6 +24,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 
+	"github.com/vigil-lb/vigil/internal/clock/clocktest"
 	"github.com/vigil-lb/vigil/pkg/allocator"
 	"github.com/vigil-lb/vigil/pkg/election"
 	"github.com/vigil-lb/vigil/pkg/kube"
@@ -79,6 +80,7 @@ func (e *fakeElector) run() {
 type fakeDiscovery struct {
 	mu     sync.Mutex
 	served bool
+	err    error // every look fails with it
 	asked  int
 }
 
@@ -86,6 +88,9 @@ func (d *fakeDiscovery) ServerResourcesForGroupVersionWithContext(_ context.Cont
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.asked++
+	if d.err != nil {
+		return nil, d.err
+	}
 	if !d.served || gv != IPPoolResource.GroupVersion().String() {
 		return nil, apierrors.NewNotFound(schema.GroupResource{}, gv)
 	}
@@ -400,6 +405,26 @@ func TestWithoutIPPoolCRD(t *testing.T) {
 	h.create(service("c", withAnnotation(kube.AnnotationPool, "manual")))
 	if got := h.allocated("c"); got != "10.9.0.0" {
 		t.Errorf("c got %s, want 10.9.0.0 from the IPPool installed later", got)
+	}
+}
+
+// While discovery fails (the API server away) the IPPool source looks
+// again a second later, not a whole interval: an allocator started during
+// an API server outage went on without its IPPools up to 30 s after the
+// API server was back.
+func TestIPPoolDiscoveryRetriedSoon(t *testing.T) {
+	d := &fakeDiscovery{err: apierrors.NewServiceUnavailable("down")}
+	s := newIPPoolSource(d, nil, 30*time.Second, clocktest.New(time.Time{}), slog.New(slog.DiscardHandler), func() {})
+	s.check(t.Context())
+	if got := s.nextCheck(); got != time.Second {
+		t.Errorf("next look after a failed one in %v, want 1s", got)
+	}
+	d.mu.Lock()
+	d.err = nil
+	d.mu.Unlock()
+	s.check(t.Context()) // not installed
+	if got := s.nextCheck(); got != 30*time.Second {
+		t.Errorf("next look after an answer in %v, want the interval (30s)", got)
 	}
 }
 

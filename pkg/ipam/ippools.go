@@ -49,6 +49,7 @@ type ipPoolSource struct {
 
 	mu        sync.Mutex
 	checked   bool      // discovery was asked at least once
+	failed    bool      // the last look at discovery failed
 	started   time.Time // when the informer started
 	state     crdState
 	inf       cache.SharedIndexInformer // running while served
@@ -82,12 +83,22 @@ func (s *ipPoolSource) run(ctx context.Context) {
 	}
 }
 
-// nextCheck is soon while an informer is syncing, else the interval.
+// discoveryRetry is how soon discovery is asked again after it failed (the
+// API server away), instead of a whole interval: an allocator started
+// during an API server outage otherwise went on without the IPPools up to
+// 30 s after the API server was back.
+const discoveryRetry = time.Second
+
+// nextCheck is soon while an informer is syncing or discovery failed, else
+// the interval.
 func (s *ipPoolSource) nextCheck() time.Duration {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.inf != nil && s.lister == nil {
+	switch {
+	case s.inf != nil && s.lister == nil:
 		return min(s.interval, 200*time.Millisecond)
+	case s.failed:
+		return min(s.interval, discoveryRetry)
 	}
 	return s.interval
 }
@@ -97,7 +108,7 @@ func (s *ipPoolSource) nextCheck() time.Duration {
 func (s *ipPoolSource) check(ctx context.Context) {
 	served, err := s.served(ctx)
 	s.mu.Lock()
-	s.checked = true
+	s.checked, s.failed = true, err != nil
 	s.mu.Unlock()
 	if err != nil {
 		s.logOnce(&s.lastErr, "cannot tell whether the IPPool CRD is installed; will look again", err)

@@ -9,6 +9,9 @@
 // of megabytes larger. Behaviour is theirs: one HTTP client and one QPS
 // budget per Clientset, protobuf for built-in types, informers without
 // resync that index by namespace, WatchList where the client supports it.
+// One addition: PromptCache, an informer whose retries after a failed list
+// or watch are a constant interval apart, for the Lease cache the elections
+// need back as soon as the API server is.
 //
 // Consumers declare the methods they use as interfaces of their own; tests
 // serve them from client-go's fake clientset through kubeclienttest.

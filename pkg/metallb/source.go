@@ -34,6 +34,12 @@ type Getter[T any] interface {
 	Get(ctx context.Context, name string, opts metav1.GetOptions) (T, error)
 }
 
+// discoveryRetry is how soon discovery is asked again after it failed
+// (the API server away), instead of a whole Interval: an agent started
+// during an API server outage otherwise went on without MetalLB's objects
+// up to 30 s after the API server was back.
+const discoveryRetry = time.Second
+
 // Options configure a Source.
 type Options struct {
 	Namespace string        // MetalLB's namespace; "": metallb-system
@@ -130,9 +136,11 @@ func (s *Source) Run(ctx context.Context) {
 	var due time.Time
 	for {
 		if now := s.o.Clock.Now(); !now.Before(due) {
-			s.discover(ctx)
-			s.checkWebhooks(ctx)
 			due = now.Add(s.o.Interval)
+			if !s.discover(ctx) {
+				due = now.Add(min(s.o.Interval, discoveryRetry))
+			}
+			s.checkWebhooks(ctx)
 		}
 		s.rebuild(ctx)
 		t.Reset(due)

@@ -27,11 +27,15 @@ import (
 type fakeDiscovery struct {
 	mu     sync.Mutex
 	served bool
+	err    error
 }
 
 func (d *fakeDiscovery) ServerResourcesForGroupVersionWithContext(_ context.Context, gv string) (*metav1.APIResourceList, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.err != nil {
+		return nil, d.err
+	}
 	list := &metav1.APIResourceList{GroupVersion: gv}
 	for _, r := range Resources {
 		if d.served && r.GroupVersion().String() == gv {
@@ -48,6 +52,12 @@ func (d *fakeDiscovery) set(served bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.served = served
+}
+
+func (d *fakeDiscovery) fail(err error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.err = err
 }
 
 type syncBuffer struct {
@@ -93,12 +103,18 @@ func obj(t *testing.T, doc string) *unstructured.Unstructured {
 
 func newEnv(t *testing.T, served bool, objs ...runtime.Object) *env {
 	t.Helper()
+	return newEnvWith(t, &fakeDiscovery{served: served}, objs...)
+}
+
+// newEnvWith is newEnv with discovery served by disco.
+func newEnvWith(t *testing.T, disco *fakeDiscovery, objs ...runtime.Object) *env {
+	t.Helper()
 	listKinds := map[schema.GroupVersionResource]string{configMaps: "ConfigMapList"}
 	for _, r := range Resources {
 		listKinds[r] = r.Resource + "List"
 	}
 	e := &env{t: t, dyn: dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), listKinds, objs...),
-		disco: &fakeDiscovery{served: served}, rec: record.NewFakeRecorder(100),
+		disco: disco, rec: record.NewFakeRecorder(100),
 		clk: clocktest.New(time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)), log: &syncBuffer{}}
 	e.src = New(e.disco, e.dyn, fake.NewClientset().CoreV1().Secrets(DefaultNamespace), Options{
 		Interval: interval, Clock: e.clk, Recorder: e.rec, Log: slog.New(slog.NewTextHandler(e.log, nil)),
@@ -177,6 +193,17 @@ func TestSourceServes(t *testing.T) {
 	if len(evs) != 1 || !strings.HasPrefix(evs[0], "Warning InvalidAddresses IPAddressPool bad left out: addresses[0]:") {
 		t.Errorf("events %q; want one InvalidAddresses for the bad pool", evs)
 	}
+}
+
+// While discovery fails (the API server away) the source serves the
+// ConfigMap and asks again every second, not every Interval.
+func TestSourceDiscoveryRetriedSoon(t *testing.T) {
+	e := newEnvWith(t, &fakeDiscovery{served: true, err: apierrors.NewServiceUnavailable("down")}, obj(t, goodPool), obj(t, legacyCM))
+	e.await("the ConfigMap's pool", func() bool { return e.src.Synced() && len(e.src.Pools()) == 1 })
+	e.await("Run to wait on its timer", func() bool { return len(e.clk.Pending()) > 0 })
+	e.disco.fail(nil)
+	e.clk.Step(time.Second)
+	e.await("the IPAddressPool a second later", func() bool { return len(e.src.Pools()) == 2 })
 }
 
 // A ConfigMap that is not YAML: one Warning on it, nothing from it.

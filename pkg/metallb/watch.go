@@ -39,8 +39,9 @@ func (w *watch) end() {
 }
 
 // discover follows MetalLB's CRDs: an informer runs for each resource
-// while it is served, and one for the legacy ConfigMap always.
-func (s *Source) discover(ctx context.Context) {
+// while it is served, and one for the legacy ConfigMap always. It reports
+// whether discovery answered.
+func (s *Source) discover(ctx context.Context) bool {
 	if s.watches[configMaps] == nil {
 		s.watches[configMaps] = s.start(ctx, configMaps, ConfigMapName)
 	}
@@ -50,7 +51,7 @@ func (s *Source) discover(ctx context.Context) {
 		if s.served == notLooked {
 			s.served = "" // serve what there is meanwhile
 		}
-		return
+		return false
 	}
 	s.clearLog("discovery")
 	var names []string
@@ -68,6 +69,7 @@ func (s *Source) discover(ctx context.Context) {
 		}
 	}
 	s.logServed(strings.Join(names, ", "))
+	return true
 }
 
 // logServed logs what is served when it changes: once while MetalLB's
