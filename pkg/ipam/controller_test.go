@@ -409,15 +409,24 @@ func TestWithoutIPPoolCRD(t *testing.T) {
 }
 
 // While discovery fails (the API server away) the IPPool source looks
-// again a second later, not a whole interval: an allocator started during
-// an API server outage went on without its IPPools up to 30 s after the
-// API server was back.
+// again a second later, not a whole interval, and the allocator waits
+// for an answer (at most syncWait): an allocator started during an API
+// server outage went on without its IPPools up to 30 s after the API
+// server was back.
 func TestIPPoolDiscoveryRetriedSoon(t *testing.T) {
 	d := &fakeDiscovery{err: apierrors.NewServiceUnavailable("down")}
-	s := newIPPoolSource(d, nil, 30*time.Second, clocktest.New(time.Time{}), slog.New(slog.DiscardHandler), func() {})
+	clk := clocktest.New(time.Time{})
+	s := newIPPoolSource(d, nil, 30*time.Second, clk, slog.New(slog.DiscardHandler), func() {})
 	s.check(t.Context())
 	if got := s.nextCheck(); got != time.Second {
 		t.Errorf("next look after a failed one in %v, want 1s", got)
+	}
+	if s.settled() {
+		t.Error("settled after a failed look: the allocator would lead without its IPPools")
+	}
+	clk.Step(syncWait + time.Second)
+	if !s.settled() {
+		t.Errorf("not settled after %v of failed looks: the allocator would wait for discovery forever", syncWait)
 	}
 	d.mu.Lock()
 	d.err = nil

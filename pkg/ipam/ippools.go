@@ -49,6 +49,7 @@ type ipPoolSource struct {
 
 	mu        sync.Mutex
 	checked   bool      // discovery was asked at least once
+	firstLook time.Time // when it was first asked
 	failed    bool      // the last look at discovery failed
 	started   time.Time // when the informer started
 	state     crdState
@@ -108,6 +109,9 @@ func (s *ipPoolSource) nextCheck() time.Duration {
 func (s *ipPoolSource) check(ctx context.Context) {
 	served, err := s.served(ctx)
 	s.mu.Lock()
+	if !s.checked {
+		s.firstLook = s.clock.Now()
+	}
 	s.checked, s.failed = true, err != nil
 	s.mu.Unlock()
 	if err != nil {
@@ -225,21 +229,26 @@ func (s *ipPoolSource) clearLog(last *string) {
 	*last = ""
 }
 
-// settled reports whether the source has something to say: discovery was
-// asked (and failed, or found no CRD), or the IPPools are listed, or they
-// could not be listed for syncWait (then the other sources are served
-// meanwhile). The allocator waits for it before it leads, so it does not
-// start without the IPPools and tell Services there is no pool.
+// settled reports whether the source has something to say: discovery
+// found no CRD, or the IPPools are listed, or discovery kept failing or the
+// IPPools could not be listed for syncWait (then the other sources are
+// served meanwhile). The allocator waits for it before it leads, so it
+// does not start without the IPPools and tell Services there is no pool
+// (an allocator started during an API server outage did, until discovery
+// answered).
 func (s *ipPoolSource) settled() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	now := s.clock.Now()
 	switch {
 	case !s.checked:
 		return false
+	case s.failed && s.state == crdUnknown:
+		return now.After(s.firstLook.Add(syncWait))
 	case s.state != crdServed || s.lister != nil:
 		return true
 	}
-	return s.inf == nil || s.clock.Now().After(s.started.Add(syncWait))
+	return s.inf == nil || now.After(s.started.Add(syncWait))
 }
 
 // syncWait bounds how long the allocator waits for the IPPools before it
