@@ -320,37 +320,42 @@ func (m *Manager) upOn(name string, addr netip.Addr, until time.Time) error {
 // whether it was added and when its lifetime ends. A bind slower than
 // bindBudget (a busy machine: 270 ms once in the fault campaign) may have
 // been stamped too late for the lifetime asked: it is bound again at once
-// with a lifetime from the clock after it, and only a second slow bind
-// withdraws addr (ErrTooLate). mu must be held.
+// with a lifetime from the clock after it; if that one is slow too, or
+// fails, addr is withdrawn (ErrTooLate). mu must be held.
 func (m *Manager) bindInTime(ifc *iface, name string, addr netip.Addr, until time.Time) (added bool, end time.Time, err error) {
-	for attempt := 1; ; attempt++ {
-		now := m.clock.Now()
-		lifetime := time.Duration(0)
-		if !until.IsZero() {
-			lifetime = until.Sub(now) - m.slack - bindBudget
-			switch {
-			case lifetime < time.Second && attempt == 1:
-				return false, time.Time{}, m.noRefresh(addr, until, fmt.Sprintf("%v left", until.Sub(now)))
-			case lifetime < time.Second:
-				return added, end, m.tooLate(addr, until, fmt.Sprintf("%v left after a slow bind", until.Sub(now)))
-			}
-			lifetime = lifetime.Truncate(time.Second)
-			end = now.Add(lifetime)
-		}
-		a, err := m.bind(ifc, name, addr, lifetime, end)
-		if err != nil {
-			return added, end, err
-		}
-		added = added || a
-		took := m.clock.Now().Sub(now)
-		switch {
-		case until.IsZero() || took <= bindBudget:
-			return added, end, nil
-		case attempt == 2:
-			return added, end, m.tooLate(addr, until, fmt.Sprintf("the bind took %v, twice", took))
-		}
-		m.log.Info("slow VIP bind: binding again with a lifetime from the clock after it", "vip", addr, "took", took)
+	added, end, took, err := m.bindFor(ifc, name, addr, until)
+	if err != nil || until.IsZero() || took <= bindBudget {
+		return added, end, err
 	}
+	m.log.Info("slow VIP bind: binding again with a lifetime from the clock after it", "vip", addr, "took", took)
+	again, end, took, err := m.bindFor(ifc, name, addr, until)
+	added = added || again
+	switch {
+	case err != nil:
+		return added, end, m.tooLate(addr, until, fmt.Sprintf("a slow bind, then: %v", err))
+	case took > bindBudget:
+		return added, end, m.tooLate(addr, until, fmt.Sprintf("the bind took %v, twice", took))
+	}
+	return added, end, nil
+}
+
+// bindFor binds addr on ifc with a lifetime that ends, with the kernel's
+// slack and bindBudget, by until (zero: permanently), and returns how long
+// the bind took. With less than a second left it binds nothing and returns
+// ErrTooLate (a bound addr lapses by itself). mu must be held.
+func (m *Manager) bindFor(ifc *iface, name string, addr netip.Addr, until time.Time) (added bool, end time.Time, took time.Duration, err error) {
+	now := m.clock.Now()
+	lifetime := time.Duration(0)
+	if !until.IsZero() {
+		lifetime = until.Sub(now) - m.slack - bindBudget
+		if lifetime < time.Second {
+			return false, time.Time{}, 0, m.noRefresh(addr, until, fmt.Sprintf("%v left", until.Sub(now)))
+		}
+		lifetime = lifetime.Truncate(time.Second)
+		end = now.Add(lifetime)
+	}
+	added, err = m.bind(ifc, name, addr, lifetime, end)
+	return added, end, m.clock.Now().Sub(now), err
 }
 
 // bind records addr (journal first) and binds it on ifc with lifetime;
