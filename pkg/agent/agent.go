@@ -77,6 +77,14 @@ type Config struct {
 	// Preserve: an address this node stops announcing while its Service
 	// still wants it stays on the node, silenced (Announcer.Preserve).
 	Preserve bool
+	// Rebalance, when positive, hands at most one Service over every
+	// Rebalance to the node the election ranks first for it (needs
+	// Deps.Successors; rebalance.go). Zero: off, no failback.
+	Rebalance time.Duration
+	// Presence, when named, is a Lease this node holds while it runs, so
+	// the other nodes' electors see it alive even when it holds no
+	// Service (per-Service mode with Rebalance; node mode has heartbeats).
+	Presence election.Key
 }
 
 // Elector is what the agent needs from the election.
@@ -176,6 +184,7 @@ type Deps struct {
 	Router     Router       // nil: no BGP
 	Policy     Policy       // nil: every Service by every mode on
 	Janitor    LeaseJanitor // nil: Leases of deleted Services stay
+	Successors Successors   // nil: no rebalancing
 	Firewall   Firewall     // nil: no enable_service_security
 	// Names gives the addresses of a host name in
 	// kube-vip.io/loadbalancerIPs, as last resolved, without blocking
@@ -212,6 +221,7 @@ type Agent struct {
 	pm       PortMapper
 	router   Router
 	policy   Policy
+	succ     Successors
 	log      *slog.Logger
 	clock    clock.Clock
 	models   *kube.Models
@@ -264,7 +274,7 @@ func New(cfg Config, d Deps, log *slog.Logger) (*Agent, error) {
 	}
 	a := &Agent{
 		cfg: cfg, client: d.Client, elector: d.Elector, janitor: d.Janitor, dp: d.Dataplane, metrics: d.Metrics,
-		recorder: d.Recorder, pm: d.PortMapper, router: d.Router, policy: d.Policy, fw: d.Firewall, log: log, clock: cfg.Clock,
+		recorder: d.Recorder, pm: d.PortMapper, router: d.Router, policy: d.Policy, succ: d.Successors, fw: d.Firewall, log: log, clock: cfg.Clock,
 		models:       kube.NewModels(cfg.Class),
 		queue:        workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[string]()),
 		statusQueue:  workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[string]()),

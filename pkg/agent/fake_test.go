@@ -51,6 +51,12 @@ type fakeElector struct {
 	leading     map[election.Key]bool
 	heldByOther map[election.Key]bool
 	campaigning map[election.Key]bool
+	successor   map[election.Key]string // Successor's answers (absent: none)
+}
+
+func (e *fakeElector) Successor(k election.Key) (string, bool) {
+	s, ok := e.successor[k]
+	return s, ok && e.leading[k]
 }
 
 func (e *fakeElector) Campaign(k election.Key) {
@@ -302,11 +308,11 @@ func newFixtureOn(t *testing.T, cfg Config, client *fake.Clientset) *fixture {
 	log := &callLog{}
 	f := &fixture{
 		t: t, ctx: t.Context(), client: client, log: log,
-		el: &fakeElector{log: log, leading: map[election.Key]bool{}, heldByOther: map[election.Key]bool{}, campaigning: map[election.Key]bool{}},
+		el: &fakeElector{log: log, leading: map[election.Key]bool{}, heldByOther: map[election.Key]bool{}, campaigning: map[election.Key]bool{}, successor: map[election.Key]string{}},
 		dp: &fakeDataplane{log: log, bound: map[netip.Addr]bool{}},
 		m:  &fakeMetrics{}, rec: record.NewFakeRecorder(100),
 	}
-	a, err := New(cfg, Deps{Client: kubeclienttest.Wrap(f.client), Elector: f.el, Dataplane: f.dp, Metrics: f.m, Recorder: f.rec}, slog.New(slog.DiscardHandler))
+	a, err := New(cfg, Deps{Client: kubeclienttest.Wrap(f.client), Elector: f.el, Dataplane: f.dp, Metrics: f.m, Recorder: f.rec, Successors: f.el}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

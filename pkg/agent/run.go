@@ -27,6 +27,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		// node advertises, and the Events about BGP configuration objects.
 		a.elector.Campaign(a.cfg.StatusLease)
 	}
+	if a.cfg.Presence.Name != "" {
+		a.elector.Campaign(a.cfg.Presence)
+	}
 	loops := []func(context.Context) bool{a.processNext, a.processStatus}
 	if a.labels != nil {
 		defer a.labels.queue.ShutDown()
@@ -53,15 +56,21 @@ func (a *Agent) Run(ctx context.Context) error {
 }
 
 // tick runs the periodic work until ctx ends: extending the kernel
-// lifetime of every address this node announces, and a level-triggered
-// look at every Service now and then.
+// lifetime of every address this node announces, a level-triggered look at
+// every Service now and then, and (opt-in) one rebalancing handover at a
+// time.
 func (a *Agent) tick(ctx context.Context) {
 	refresh := a.clock.NewTimer()
 	defer refresh.Stop()
 	resync := a.clock.NewTimer()
 	defer resync.Stop()
+	rebalance := a.clock.NewTimer()
+	defer rebalance.Stop()
 	refresh.Reset(a.clock.Now().Add(refreshPeriod))
 	resync.Reset(a.clock.Now().Add(a.resyncPeriod))
+	if a.rebalancing() {
+		rebalance.Reset(a.clock.Now().Add(a.cfg.Rebalance))
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -72,9 +81,14 @@ func (a *Agent) tick(ctx context.Context) {
 		case <-resync.C():
 			a.enqueueAll()
 			resync.Reset(a.clock.Now().Add(a.resyncPeriod))
+		case <-rebalance.C():
+			a.rebalanceOne()
+			rebalance.Reset(a.clock.Now().Add(a.cfg.Rebalance))
 		}
 	}
 }
+
+func (a *Agent) rebalancing() bool { return a.cfg.Rebalance > 0 && a.succ != nil }
 
 // refreshPeriod is how often announced addresses get their kernel lifetime
 // extended from the elector's latest term.

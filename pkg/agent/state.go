@@ -23,6 +23,7 @@ type serviceState struct {
 	vlan       kube.VLANRef // kube-vip.io/serviceVLAN (ID 0: none)
 	ports      []kube.Port  // its ports (enable_service_security)
 	announcing bool         // this node announces it
+	yield      bool         // hand it over: the next sync withdraws it and resigns (rebalance.go)
 	dhcpAddrs  []netip.Addr // DHCP addresses up here
 	upnp       upnpState
 	said       map[string]bool // Events already sent for it (once each)

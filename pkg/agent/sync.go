@@ -39,7 +39,7 @@ func (a *Agent) sync(ctx context.Context, key string) error {
 	st.lease = a.leaseKey(key, svc)
 	v := plan.Evaluate(svc, a.others(svc), a.eligibility(svc))
 	l2, bgp := a.modes(svc)
-	candidate := plan.Candidate(v, a.addrViews(svc, key)) && plan.CanCarry(l2, bgp, a.sessions())
+	candidate := !st.yield && plan.Candidate(v, a.addrViews(svc, key)) && plan.CanCarry(l2, bgp, a.sessions())
 	leading := candidate && a.elector.Leading(st.lease)
 	forward := a.wantsForwards(svc, v, leading)
 	a.stopForwards(st, key, forward)
@@ -59,6 +59,10 @@ func (a *Agent) sync(ctx context.Context, key string) error {
 	errs = append(errs, a.syncDHCP(log, svc, st, v, leading, &in), a.applyFirewall())
 	a.syncForwards(svc, st, forward, &in)
 	errs = append(errs, a.resignUnused(ctx, key, st, prevLease))
+	if st.yield {
+		st.yield = false // handed over (rebalance.go): a candidate again, ranked below the new holder
+		a.queue.Add(key)
+	}
 	if svc == nil {
 		errs = append(errs, a.cleanUpLease(ctx, key))
 	}
@@ -137,15 +141,15 @@ func (a *Agent) eligibility(svc *kube.Service) plan.Eligibility {
 		return plan.Eligibility{}
 	}
 	ready := a.readyOf(svc.Key)
-	here := a.nodeEligible(a.cfg.NodeName)
 	if svc.WithoutEndpoints {
 		ready.Any = true // Cluster policy only (kube.Parse)
 	}
+	here := a.eligibleOn(svc, ready, a.cfg.NodeName)
 	if !svc.Local {
 		n, visible := a.eligibleNodeCount()
-		return plan.Eligibility{Here: ready.Any && here, Any: ready.Any && (!visible || n > 0)}
+		return plan.Eligibility{Here: here, Any: ready.Any && (!visible || n > 0)}
 	}
-	return plan.Eligibility{Here: ready.Nodes[a.cfg.NodeName] && here, Any: a.readyEligible(ready) > 0}
+	return plan.Eligibility{Here: here, Any: a.readyEligible(ready) > 0}
 }
 
 // nodeEligible reports whether a node may announce: its Node has neither

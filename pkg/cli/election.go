@@ -19,8 +19,10 @@ import (
 
 // electionOptions chooses how per-Service elections are run.
 type electionOptions struct {
-	mode   string // "service" (one renewed Lease per Service) or "node" (pkg/heartbeat)
-	spread bool   // per-Service mode: rendezvous rank delay, spread renewals, renewals before acquisitions
+	mode      string        // "service" (one renewed Lease per Service) or "node" (pkg/heartbeat)
+	spread    bool          // per-Service mode: rendezvous rank delay, spread renewals, renewals before acquisitions
+	rebalance bool          // hand Services over to where the ranking puts them (pkg/agent rebalance.go)
+	every     time.Duration // at most one handover per node per every
 }
 
 // defaultElectionMode is vigil_election_mode when unset.
@@ -32,10 +34,16 @@ const (
 	maxAcquiring = 16
 )
 
+// defaultRebalanceInterval is vigil_rebalance_interval when unset: two
+// handovers a second per node at most.
+const defaultRebalanceInterval = 500 * time.Millisecond
+
 func electionSettings(o *electionOptions) []setting {
 	return []setting{
 		{"election-mode", []string{"vigil_election_mode"}, "per-Service election: service (each Service Lease renewed) or node (one heartbeat Lease per node; Service Leases written on ownership change only; needs svc_election=true)", str(&o.mode, defaultElectionMode)},
 		{"election-spread", []string{"vigil_election_spread"}, "service mode: free Leases go first to the node ranked highest by rendezvous hashing (100 ms per rank), renewals spread over the period, acquisitions back off while renewals fail (false: first writer wins)", boolean(&o.spread, true)},
+		{"rebalance", []string{"vigil_rebalance"}, "hand Services over, one at a time, to the live node the election ranks first for them (e.g. after a rolling restart); needs svc_election=true (false: a Service stays with its holder)", boolean(&o.rebalance, false)},
+		{"rebalance-interval", []string{"vigil_rebalance_interval"}, "with rebalance: at most one handover per node per interval (whole seconds or a duration such as 500ms)", secondsOrDuration(&o.every, defaultRebalanceInterval)},
 	}
 }
 
@@ -53,6 +61,12 @@ func (o *electionOptions) validate(perService bool, lease, renew, retry time.Dur
 		return fmt.Errorf("vip_leaseduration=%v is written to the Lease as %v (whole seconds), not longer than vip_renewdeadline=%v: use whole seconds, or vigil_election_mode=node for sub-second leases", lease, max(lease.Truncate(time.Second), time.Second), renew)
 	case o.mode == "node" && !perService:
 		return errors.New("vigil_election_mode=node needs svc_election=true: with one shared Lease there is nothing per Service to save")
+	case o.rebalance && !perService:
+		return errors.New("vigil_rebalance=true needs svc_election=true: with one shared Lease every Service is on one node")
+	case o.rebalance && o.mode == "service" && !o.spread:
+		return errors.New("vigil_rebalance=true needs vigil_election_spread=true: Services move to the node its ranking puts first")
+	case o.rebalance && o.every <= 0:
+		return fmt.Errorf("vigil_rebalance_interval=%v: must be positive", o.every)
 	case o.mode == "node" && lease-min(lease/3, retry) < deadMansSwitch:
 		return fmt.Errorf("vip_leaseduration=%v is too short for node mode: a VIP's kernel lifetime ends %v before the lease, counted from a heartbeat up to %v old; use at least %v",
 			lease, deadMansSwitch, min(lease/3, retry), minNodeLease(retry))
@@ -90,6 +104,7 @@ func minNodeLease(retry time.Duration) time.Duration {
 // mode.
 type runElector interface {
 	agent.Elector
+	agent.Successors
 	Run(context.Context) error
 	HasSynced() bool
 }
@@ -180,3 +195,24 @@ func (m *manager) heartbeatElector(leaseClient *kubeclient.Clientset, cfg electi
 		Keeper: cfg.Keeper, Kept: cfg.Kept, // LAN liveness: the same rules as per-Service mode
 	}, leaseClient, func(k election.Key) { m.ag.LeaseChanged(k) }, m.log)
 }
+
+// rebalance is the agent's rebalancing: how often it may hand a Service
+// over (0: off) and, in per-Service mode, the Lease that shows this node
+// alive while it holds no Service (node mode has its heartbeat).
+func (o *managerOptions) rebalance() (every time.Duration, presence election.Key) {
+	if !o.election.rebalance {
+		return 0, election.Key{}
+	}
+	if o.election.mode == "service" {
+		ns := o.leaseInformerNamespace()
+		if ns == "" {
+			ns = o.leaseNamespace
+		}
+		presence = election.Key{Namespace: ns, Name: presencePrefix + o.nodeName}
+	}
+	return o.election.every, presence
+}
+
+// presencePrefix names the Lease each node holds in per-Service mode with
+// rebalancing.
+const presencePrefix = "vigil-presence-"

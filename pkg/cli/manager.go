@@ -337,6 +337,10 @@ func (m *manager) agent(client *kubeclient.Clientset) error {
 		deps.Router = m.routed
 	}
 	deps.Policy = m.adverts()
+	every, presence := o.rebalance()
+	if every > 0 {
+		deps.Successors = m.el
+	}
 	routing, l2Off := o.routing()
 	ag, err := agent.New(agent.Config{
 		NodeName: o.nodeName, Namespace: o.namespace,
@@ -345,6 +349,7 @@ func (m *manager) agent(client *kubeclient.Clientset) error {
 		Routing: routing, L2Off: l2Off, NoServiceUpdates: o.kv.noServiceUpdates, Endpoints: o.kv.endpoints,
 		NodeLabels: o.kv.nodeLabels, ElectionOnDemand: o.kv.electionOnDemand,
 		Preserve: o.kv.preserve, DHCPMode: o.dhcpMode,
+		Rebalance: every, Presence: presence,
 	}, deps, m.log)
 	m.ag = ag
 	return err

@@ -131,6 +131,7 @@ type Elector struct {
 
 	// spread.go
 	peers       []string
+	holders     map[string]bool // the live holders among peers
 	peersAt     time.Time
 	acquiring   int
 	renewFailed time.Time

@@ -60,8 +60,8 @@ func (e *Elector) rankWait(key Key, gone string, since, now time.Time) time.Time
 }
 
 // livePeers lists Config.Peers and the holders of the Leases this node sees
-// that have not expired by its observation, recomputed at most every
-// RankDelay.
+// that have not expired by its observation (those also in e.holders),
+// recomputed at most every RankDelay.
 func (e *Elector) livePeers(now time.Time) []string {
 	var extra []string
 	if e.cfg.Peers != nil {
@@ -80,8 +80,13 @@ func (e *Elector) livePeers(now time.Time) []string {
 			e.peers = append(e.peers, p)
 		}
 	}
+	e.holders = map[string]bool{}
 	for _, o := range e.observed {
-		if valid(o, now) && !seen[o.holder] {
+		if !valid(o, now) {
+			continue
+		}
+		e.holders[o.holder] = true
+		if !seen[o.holder] {
 			seen[o.holder] = true
 			e.peers = append(e.peers, o.holder)
 		}

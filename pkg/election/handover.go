@@ -1,0 +1,71 @@
+package election
+
+import "time"
+
+// Successor names the node that would take key at once were this node to
+// release it now, for an opt-in rebalance (a graceful handover to where the
+// rendezvous ranking puts the Service). ok only when all of these hold:
+//
+//   - this node leads key and its last accepted renewal was sent at most two
+//     retry periods ago, not kept by the LAN liveness: the API server
+//     answers, so the release that hands it over will land;
+//   - the node ranked first for key among the nodes this elector ranks
+//     (Config.Peers and the live holders, this node left out) holds some
+//     Lease this node sees unexpired — its agent runs, so it takes key at
+//     rank 0, with no rank delay (a node known only from Config.Peers may
+//     have no agent at all);
+//   - that node outranks this one: otherwise key is where the ranking puts
+//     it already.
+//
+// It needs RankDelay (without a ranking, whoever writes first wins a
+// released Lease) and never says which Services to move: that is the
+// caller's (pkg/agent) with what it knows of endpoints and addresses.
+func (e *Elector) Successor(key Key) (string, bool) {
+	if e.cfg.RankDelay <= 0 {
+		return "", false
+	}
+	now := e.clock.Now()
+	if !e.freshHold(key, now) {
+		return "", false
+	}
+	best, bestScore := "", uint64(0)
+	for _, peer := range e.livePeers(now) {
+		if peer == e.cfg.Identity {
+			continue
+		}
+		if s := Rendezvous(key, peer); best == "" || s > bestScore || (s == bestScore && peer < best) {
+			best, bestScore = peer, s
+		}
+	}
+	mine := Rendezvous(key, e.cfg.Identity)
+	switch {
+	case best == "":
+		return "", false
+	case bestScore < mine || (bestScore == mine && best > e.cfg.Identity):
+		return "", false // this node ranks first
+	case !e.holdsSomething(best):
+		return "", false
+	}
+	return best, true
+}
+
+// freshHold reports whether this node leads key on a renewal sent at most
+// two retry periods ago, with no help from the LAN liveness.
+func (e *Elector) freshHold(key Key, now time.Time) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	r := e.races[key]
+	if r == nil || !r.held || !r.confirmed || !r.kept.IsZero() {
+		return false
+	}
+	sent := r.term.Deadline.Add(-e.cfg.RenewDeadline)
+	return now.Before(r.term.Deadline) && now.Sub(sent) <= 2*e.cfg.RetryPeriod
+}
+
+// holdsSomething reports whether node held a Lease this node saw unexpired
+// when livePeers last looked (at most RankDelay ago).
+func (e *Elector) holdsSomething(node string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.holders[node]
+}

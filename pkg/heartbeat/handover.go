@@ -1,0 +1,50 @@
+package heartbeat
+
+import (
+	"time"
+
+	"github.com/vigil-lb/vigil/pkg/election"
+)
+
+// Successor names the node that would take key at once were this node to
+// release it now, for an opt-in rebalance: ok only while this node leads key
+// on a heartbeat sent at most two heartbeat intervals ago (not kept by the
+// LAN liveness: the release will land), and a live node of this mode
+// outranks this one for key — the node ranked first takes a released
+// Service at rank 0, with no delay. As pkg/election's Successor.
+func (e *Elector) Successor(key election.Key) (string, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	now := e.clock.Now()
+	if !e.freshHoldLocked(key, now) {
+		return "", false
+	}
+	best, bestScore := "", uint64(0)
+	for name, n := range e.nodes {
+		if name == e.cfg.Identity || n.mode != Mode || !now.Before(n.expiry()) {
+			continue
+		}
+		if s := score(key, name); best == "" || s > bestScore || (s == bestScore && name < best) {
+			best, bestScore = name, s
+		}
+	}
+	mine := score(key, e.cfg.Identity)
+	if best == "" || bestScore < mine || (bestScore == mine && best > e.cfg.Identity) {
+		return "", false
+	}
+	return best, true
+}
+
+// freshHoldLocked reports whether this node leads key on a heartbeat sent at
+// most two intervals ago, with no help from the LAN liveness. mu held.
+func (e *Elector) freshHoldLocked(key election.Key, now time.Time) bool {
+	c := e.cands[key]
+	r, ok := e.svcs[key]
+	switch {
+	case c == nil || !c.held || !c.confirmed || !ok || !e.mine(r):
+		return false
+	case !e.beat.kept.IsZero() || e.beat.lastSent.IsZero():
+		return false
+	}
+	return now.Before(e.beat.term(e.cfg).Deadline) && now.Sub(e.beat.lastSent) <= 2*e.cfg.interval()
+}
