@@ -1,0 +1,179 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"maps"
+	"net/netip"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/vigil-lb/vigil/pkg/election"
+)
+
+// Opt-in rebalancing (issue 11). A Service stays with a live holder, so
+// after a rolling restart of every agent the node restarted last holds
+// nothing. With vigil_rebalance=true the agents hand Services over, one at
+// a time, until each is on the node the election ranks first for it; each
+// handover leaves its VIP bound nowhere for at most 50 ms, and no VIP is
+// ever bound on two nodes. In per-Service mode the idle node is seen alive
+// by its presence Lease; in node mode by its heartbeat.
+func TestRebalanceAfterRollingRestart(t *testing.T) {
+	for _, mode := range []struct {
+		name string
+		env  []string
+	}{
+		{"service", []string{"vigil_election_mode=service"}},
+		{"node", []string{"vigil_election_mode=node"}},
+	} {
+		t.Run(mode.name, func(t *testing.T) {
+			env := append(mode.env, "vigil_rebalance=true", "vigil_rebalance_interval=250ms", "vigil_log_level=info")
+			rebalanceAfterRollingRestart(t, newCluster(t, 3, env...))
+		})
+	}
+}
+
+func rebalanceAfterRollingRestart(t *testing.T, c *cluster) {
+	c.startAll()
+	cs := unthrottledClient(t)
+	links := nodeLinks(t, c)
+	const n = 45
+	c.watchNoDual(links, n)
+	c.createMany(cs, links, 0, n, 30*time.Second)
+	nodes := c.allNodes()
+	for i, name := range nodes {
+		if _, ok := c.agents[name].Stop(10 * time.Second); !ok {
+			t.Fatalf("agent on %s did not stop on SIGTERM", name)
+		}
+		held := c.waitAllBound(links, n, map[string]bool{name: true}, 15*time.Second)
+		if i == len(nodes)-1 {
+			t.Logf("%s stopped: the others hold %v", name, perNode(held, nodes))
+			c.rebalanced(links, n, name)
+			return
+		}
+		c.startAgent(name)
+		c.waitReady(name)
+	}
+}
+
+// rebalanced restarts last's agent and waits until every VIP is on the node
+// ranked first for its Service, measuring the time each VIP is bound
+// nowhere meanwhile.
+func (c *cluster) rebalanced(links map[string]*netlink.Handle, n int, last string) {
+	t := c.t
+	want := map[netip.Addr]string{}
+	for i := range n {
+		want[bigVIP(i)] = rankedFirst(election.Key{Namespace: c.ns, Name: "kubevip-" + bigName(i)}, c.allNodes())
+	}
+	gaps := c.watchBoundGaps(links, n)
+	start := time.Now()
+	c.startAgent(last)
+	c.waitReady(last)
+	var got map[netip.Addr]string
+	err := waitEvery(c.ctx, 50*time.Millisecond, time.Minute, func() bool {
+		got = boundVIPs(t, links, n, nil)
+		return maps.Equal(got, want)
+	})
+	moved := gaps()
+	t.Logf("rebalanced in %v: %v per node (want %v); %d handovers, unbound for at most %v (p50 %v)",
+		time.Since(start).Round(time.Millisecond), perNode(got, c.allNodes()), perNode(want, c.allNodes()),
+		len(moved), slices.Max(append(moved, 0)), median(moved))
+	if err != nil {
+		t.Fatalf("not every VIP on the node ranked first after a minute: %d of %d", matching(got, want), n)
+	}
+	if len(moved) == 0 {
+		t.Fatal("no handover seen: the restarted node would have stayed empty")
+	}
+	if worst := slices.Max(moved); worst > 50*time.Millisecond {
+		t.Errorf("a handover left its VIP bound nowhere for %v (> 50 ms)", worst)
+	}
+}
+
+// rankedFirst is the node the rendezvous ranking puts first for key.
+func rankedFirst(key election.Key, nodes []string) string {
+	best := ""
+	for _, n := range nodes {
+		if best == "" || election.Rendezvous(key, n) > election.Rendezvous(key, best) {
+			best = n
+		}
+	}
+	return best
+}
+
+// watchBoundGaps samples every 5 ms which nodes hold the first n bench VIPs and
+// records, for each VIP that goes unbound and comes back, the time between
+// the last sample that saw it bound and the first that sees it again (at
+// most one sample late). The returned func stops the sampling and returns
+// the gaps.
+func (c *cluster) watchBoundGaps(links map[string]*netlink.Handle, n int) func() []time.Duration {
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var gaps []time.Duration
+	nodes := slices.Sorted(maps.Keys(links))
+	wg.Go(func() {
+		lastSeen := map[netip.Addr]time.Time{}
+		missing := map[netip.Addr]bool{}
+		tick := time.NewTicker(5 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			at := time.Now()
+			on := c.boundOn(links, nodes)
+			for i := range n {
+				ip := bigVIP(i)
+				switch {
+				case len(on[ip]) > 0 && missing[ip]:
+					gaps = append(gaps, at.Sub(lastSeen[ip]))
+					missing[ip] = false
+					lastSeen[ip] = at
+				case len(on[ip]) > 0:
+					lastSeen[ip] = at
+				case !lastSeen[ip].IsZero():
+					missing[ip] = true
+				}
+			}
+		}
+	})
+	var once sync.Once
+	return func() []time.Duration {
+		once.Do(func() { close(stop); wg.Wait() })
+		return gaps
+	}
+}
+
+func perNode(holders map[netip.Addr]string, nodes []string) map[string]int {
+	count := map[string]int{}
+	for _, n := range nodes {
+		count[n] = 0
+	}
+	for _, n := range holders {
+		count[n]++
+	}
+	return count
+}
+
+func matching(got, want map[netip.Addr]string) int {
+	m := 0
+	for ip, n := range want {
+		if got[ip] == n {
+			m++
+		}
+	}
+	return m
+}
+
+func median(d []time.Duration) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	s := slices.Sorted(slices.Values(d))
+	return s[len(s)/2]
+}
