@@ -86,13 +86,15 @@ bench-bgp: lab-binaries build
 # Scale benchmark in the lab (issue 11): 50, 200 and 1,000 Services on 3
 # nodes and 200 on 10 (VIGIL_BENCH_SCALE=3x50,10x200 to change); agent
 # settings from VIGIL_BENCH_ENV (e.g. "vigil_election_mode=node"); writes
-# docs/bench-scale.md only when every row ran.
+# SCALE_OUT (docs/bench-scale.md) only when every row ran, e.g.
+# make bench-scale VIGIL_BENCH_ENV=vigil_election_mode=node SCALE_OUT=docs/bench-scale-node.md
+SCALE_OUT ?= docs/bench-scale.md
 bench-scale: lab-binaries build
-	rm -f docs/bench-scale.md.new
-	VIGIL_BIN=$(CURDIR)/$(BIN) VIGIL_BENCH_OUT=$(CURDIR)/docs/bench-scale.md.new \
+	rm -f $(SCALE_OUT).new
+	VIGIL_BIN=$(CURDIR)/$(BIN) VIGIL_BENCH_OUT=$(abspath $(SCALE_OUT)).new \
 		$(GO) test -count=1 -tags e2e -timeout 60m -run 'TestBenchScale$$' -v ./testing/e2e/ | grep -v '^\s*$$'
-	mv docs/bench-scale.md.new docs/bench-scale.md
-	@cat docs/bench-scale.md
+	mv $(SCALE_OUT).new $(SCALE_OUT)
+	@cat $(SCALE_OUT)
 
 # Election cost model (issue 11): 100 electors x 10,000 Services in one
 # process against the lab's real API server (VIGIL_SIM_NODES,

@@ -38,6 +38,9 @@ func TestRebalanceAfterRollingRestart(t *testing.T) {
 }
 
 func rebalanceAfterRollingRestart(t *testing.T, c *cluster) {
+	for _, n := range c.allNodes() {
+		c.createNode(n) // as in a real cluster: the elector ranks the eligible Nodes
+	}
 	c.startAll()
 	cs := unthrottledClient(t)
 	links := nodeLinks(t, c)
