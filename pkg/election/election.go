@@ -131,7 +131,7 @@ type Elector struct {
 
 	// spread.go
 	peers       []string
-	holders     map[string]bool // the live holders among peers
+	holders     map[string]time.Time // the live holders among peers: since when
 	peersAt     time.Time
 	acquiring   int
 	renewFailed time.Time

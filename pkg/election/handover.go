@@ -13,7 +13,7 @@ import "time"
 //     (Config.Peers and the live holders, this node left out) holds some
 //     Lease this node sees unexpired — its agent runs, so it takes key at
 //     rank 0, with no rank delay (a node known only from Config.Peers may
-//     have no agent at all);
+//     have no agent at all) and has for a LeaseDuration;
 //   - that node outranks this one: otherwise key is where the ranking puts
 //     it already.
 //
@@ -43,7 +43,7 @@ func (e *Elector) Successor(key Key) (string, bool) {
 		return "", false
 	case bestScore < mine || (bestScore == mine && best > e.cfg.Identity):
 		return "", false // this node ranks first
-	case !e.holdsSomething(best):
+	case !e.settled(best, now):
 		return "", false
 	}
 	return best, true
@@ -62,10 +62,13 @@ func (e *Elector) freshHold(key Key, now time.Time) bool {
 	return now.Before(r.term.Deadline) && now.Sub(sent) <= 2*e.cfg.RetryPeriod
 }
 
-// holdsSomething reports whether node held a Lease this node saw unexpired
-// when livePeers last looked (at most RankDelay ago).
-func (e *Elector) holdsSomething(node string) bool {
+// settled reports whether node has held a Lease this node sees unexpired
+// for at least a LeaseDuration (as of livePeers' last look, at most
+// RankDelay ago): an agent just started may not campaign for every Service
+// yet, and one released to it would wait a rank delay and go to the next.
+func (e *Elector) settled(node string, now time.Time) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.holders[node]
+	since, ok := e.holders[node]
+	return ok && now.Sub(since) >= e.cfg.LeaseDuration
 }

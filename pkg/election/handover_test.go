@@ -54,6 +54,13 @@ func TestSuccessor(t *testing.T) {
 	mu.Unlock()
 	n1.waitObserved(Key{"default", "kubevip-x2"})
 	clk.Step(100 * time.Millisecond) // the ranked peers are looked at again
+	if to, ok := n1.e.Successor(toNode2); ok {
+		t.Errorf("Successor = %s while node2 is seen alive for only 100ms", to)
+	}
+	// node2 renews; a LeaseDuration later it counts as settled.
+	advance(n1, clk, t0.Add(6*time.Second), func() {
+		a.hold(Key{"default", "kubevip-x2"}, "node2", "node2-boot", clk.Now()) // node2 renews
+	})
 
 	type got struct {
 		Node string
@@ -81,12 +88,34 @@ func TestSuccessor(t *testing.T) {
 	n1.cs.PrependReactor("update", "leases", func(k8stesting.Action) (bool, runtime.Object, error) {
 		return true, nil, errFake
 	})
-	clk.Set(t0.Add(2100 * time.Millisecond)) // renewals at 1s and 2s fail
+	clk.Set(t0.Add(8100 * time.Millisecond)) // renewals at 7s and 8s fail
 	n1.waitFor("renewals failed", func() bool { return !n1.e.renewFailedAt().IsZero() })
 	if !n1.e.Leading(toNode2) {
 		t.Fatal("node1 no longer leads before its renew deadline")
 	}
 	check("last renewal 2.1s ago", map[Key]got{toNode2: {"", false}})
+}
+
+// advance moves the clock to until in 100 ms steps, letting the races renew
+// on the way, and waits for the renewal due at until (a whole second after
+// t0), calling each after every step.
+func advance(n *node, clk *clocktest.Fake, until time.Time, each func()) {
+	n.t.Helper()
+	for clk.Now().Before(until) {
+		clk.Step(100 * time.Millisecond)
+		each()
+		time.Sleep(2 * time.Millisecond)
+	}
+	n.waitFor("renewals at "+until.Sub(t0).String(), func() bool {
+		n.e.mu.Lock()
+		defer n.e.mu.Unlock()
+		for _, r := range n.e.races {
+			if r.held && !r.term.Deadline.Equal(until.Add(n.e.cfg.RenewDeadline)) {
+				return false
+			}
+		}
+		return true
+	})
 }
 
 // A Lease handed over goes to the Successor at once: released, it is free
@@ -106,6 +135,10 @@ func TestHandoverToSuccessorAtOnce(t *testing.T) {
 	n2.e.Campaign(key)
 	n1.waitObserved(Key{"default", "kubevip-x2"})
 	clk.Step(100 * time.Millisecond)
+	n1.e.Successor(key) // node2 seen alive from here
+	advance(n1, clk, t0.Add(6*time.Second), func() {
+		a.hold(Key{"default", "kubevip-x2"}, "node2", "node2-boot", clk.Now()) // node2 renews
+	})
 	if to, ok := n1.e.Successor(key); !ok || to != "node2" {
 		t.Fatalf("Successor = %q, %v; want node2", to, ok)
 	}
@@ -117,7 +150,7 @@ func TestHandoverToSuccessorAtOnce(t *testing.T) {
 	if h, _ := a.holder(key); h != "node2" {
 		t.Errorf("holder %s, want node2", h)
 	}
-	if e := clk.Elapsed(); e != 100*time.Millisecond {
-		t.Errorf("the clock moved %v past the handover: the successor must not wait", e-100*time.Millisecond)
+	if e := clk.Elapsed(); e != 6*time.Second {
+		t.Errorf("the clock moved %v past the handover: the successor must not wait", e-6*time.Second)
 	}
 }

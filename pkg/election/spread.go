@@ -60,8 +60,9 @@ func (e *Elector) rankWait(key Key, gone string, since, now time.Time) time.Time
 }
 
 // livePeers lists Config.Peers and the holders of the Leases this node sees
-// that have not expired by its observation (those also in e.holders),
-// recomputed at most every RankDelay.
+// that have not expired by its observation (those also in e.holders, with
+// since when each has been seen holding one without a gap), recomputed at
+// most every RankDelay.
 func (e *Elector) livePeers(now time.Time) []string {
 	var extra []string
 	if e.cfg.Peers != nil {
@@ -80,17 +81,23 @@ func (e *Elector) livePeers(now time.Time) []string {
 			e.peers = append(e.peers, p)
 		}
 	}
-	e.holders = map[string]bool{}
+	holders := map[string]time.Time{}
 	for _, o := range e.observed {
 		if !valid(o, now) {
 			continue
 		}
-		e.holders[o.holder] = true
+		if _, ok := holders[o.holder]; !ok {
+			holders[o.holder] = now
+			if since, seen := e.holders[o.holder]; seen {
+				holders[o.holder] = since
+			}
+		}
 		if !seen[o.holder] {
 			seen[o.holder] = true
 			e.peers = append(e.peers, o.holder)
 		}
 	}
+	e.holders = holders
 	e.peersAt = now
 	return append([]string(nil), e.peers...)
 }

@@ -11,7 +11,10 @@ import (
 // on a heartbeat sent at most two heartbeat intervals ago (not kept by the
 // LAN liveness: the release will land), and a live node of this mode
 // outranks this one for key — the node ranked first takes a released
-// Service at rank 0, with no delay. As pkg/election's Successor.
+// Service at rank 0, with no delay — and every live node has been alive for
+// a LeaseDuration (a node just started may not campaign for the Service
+// yet: released to it, the Service would wait for a rank delay and go to
+// the next). As pkg/election's Successor.
 func (e *Elector) Successor(key election.Key) (string, bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -23,6 +26,9 @@ func (e *Elector) Successor(key election.Key) (string, bool) {
 	for name, n := range e.nodes {
 		if name == e.cfg.Identity || n.mode != Mode || !now.Before(n.expiry()) {
 			continue
+		}
+		if now.Sub(n.since) < e.cfg.LeaseDuration {
+			return "", false // a node just started may not campaign yet: let it settle
 		}
 		if s := score(key, name); best == "" || s > bestScore || (s == bestScore && name < best) {
 			best, bestScore = name, s

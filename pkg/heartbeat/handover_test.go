@@ -57,6 +57,17 @@ func TestSuccessorAndHandover(t *testing.T) {
 	n2.start()
 	n1.waitNodeSeen("node2")
 	n1.waitNodeSeen("node3")
+	if to, ok := n1.e.Successor(toNode2); ok {
+		t.Errorf("Successor = %s while node2 has just started", to)
+	}
+	// Both heartbeat; a LeaseDuration later node2 counts as settled.
+	for clk.Now().Before(t0.Add(6 * time.Second)) {
+		clk.Step(100 * time.Millisecond)
+		time.Sleep(2 * time.Millisecond)
+	}
+	n1.waitFor("node1's heartbeat after 5s", func() bool { return n1.lastBeat().After(t0.Add(5 * time.Second)) })
+	n2.waitFor("node2's heartbeat after 5s", func() bool { return n2.lastBeat().After(t0.Add(5 * time.Second)) })
+	beat := n1.lastBeat()
 
 	type got struct {
 		Node string
@@ -80,7 +91,7 @@ func TestSuccessorAndHandover(t *testing.T) {
 	}
 	n1.e.Campaign(toNode2)
 	n2.waitFor("node2 leading", func() bool { return n2.e.Leading(toNode2) })
-	if e := clk.Elapsed(); e != 0 {
+	if e := clk.Elapsed() - 6*time.Second; e != 0 {
 		t.Errorf("the handover waited %v: the successor ranks first, with no delay", e)
 	}
 
@@ -88,7 +99,7 @@ func TestSuccessorAndHandover(t *testing.T) {
 	n1.cs.PrependReactor("update", "leases", func(k8stesting.Action) (bool, runtime.Object, error) {
 		return true, nil, fmt.Errorf("injected")
 	})
-	clk.Set(t0.Add(2100 * time.Millisecond))
+	clk.Set(beat.Add(2100 * time.Millisecond))
 	settle()
 	if !n1.e.Leading(toNode2b) {
 		t.Fatal("node1 no longer leads before its heartbeat deadline")

@@ -18,7 +18,8 @@ type nodeRec struct {
 	renew                     time.Time
 	dur                       time.Duration // the holder's LeaseDuration (exact, from the annotation)
 	at                        time.Time
-	deadConfirmed             bool // a fresh GET showed this same record after it expired
+	deadConfirmed             bool      // a fresh GET showed this same record after it expired
+	since                     time.Time // since when this instance has been seen alive without a lapse
 	timer                     clock.Timer
 }
 
@@ -160,10 +161,16 @@ func (e *Elector) recordSvc(key election.Key, r *svcRec) (holderChanged bool) {
 func (e *Elector) observeNode(name string, n *nodeRec) {
 	e.mu.Lock()
 	prev := e.nodes[name]
+	if n != nil {
+		n.since = n.at
+	}
 	if prev != nil {
 		prev.timer.Stop()
 		if n != nil && prev.same(n) {
 			n.at, n.deadConfirmed = prev.at, prev.deadConfirmed
+		}
+		if n != nil && prev.instance == n.instance && n.at.Before(prev.expiry()) {
+			n.since = prev.since
 		}
 	}
 	if n == nil {

@@ -3,6 +3,8 @@
 package e2e
 
 import (
+	"testing"
+
 	"context"
 	"fmt"
 	"net/netip"
@@ -168,8 +170,10 @@ func (s *chaosSvc) object(ns string) *corev1.Service {
 
 // want is what the checker should require of s.
 func (s *chaosSvc) want() checker.Service {
+	// Either policy needs a ready endpoint: a Local Service flipped to
+	// Cluster keeps the endpoints it had (none, after some flaps).
 	w := checker.Service{Name: s.name, Addrs: s.addrs, Share: s.share, Managed: !s.ignored,
-		Announce: !s.ignored && (!s.local || len(s.endpoints) > 0)}
+		Announce: !s.ignored && len(s.endpoints) > 0}
 	if s.local {
 		w.Eligible = append([]string{}, s.endpoints...)
 	}
@@ -286,4 +290,18 @@ func (k *campaign) apiServices(ctx context.Context) ([]checker.APIService, error
 
 func onLAN(a netip.Addr) bool {
 	return a.IsValid() && !a.IsUnspecified() && (lab.LANPrefix4.Contains(a) || lab.LANPrefix6.Contains(a))
+}
+
+// A Service with no ready endpoint is not to be announced under either
+// policy (the LAN-liveness campaign once wanted a Cluster Service, flipped
+// from Local after its endpoints flapped to none, announced).
+func TestChaosWantNeedsAnEndpoint(t *testing.T) {
+	for _, s := range []chaosSvc{
+		{name: "cluster-none"}, {name: "local-none", local: true},
+		{name: "cluster-one", endpoints: []string{"node1"}}, {name: "local-one", local: true, endpoints: []string{"node1"}},
+	} {
+		if got, want := s.want().Announce, len(s.endpoints) > 0; got != want {
+			t.Errorf("%s: Announce = %v, want %v", s.name, got, want)
+		}
+	}
 }
