@@ -28,20 +28,14 @@ func (e *Elector) Successor(key Key) (string, bool) {
 	if !e.freshHold(key, now) {
 		return "", false
 	}
-	best, bestScore := "", uint64(0)
+	best := ""
 	for _, peer := range e.livePeers(now) {
-		if peer == e.cfg.Identity {
-			continue
-		}
-		if s := Rendezvous(key, peer); best == "" || s > bestScore || (s == bestScore && peer < best) {
-			best, bestScore = peer, s
+		if peer != e.cfg.Identity && (best == "" || Outranks(key, peer, best)) {
+			best = peer
 		}
 	}
-	mine := Rendezvous(key, e.cfg.Identity)
 	switch {
-	case best == "":
-		return "", false
-	case bestScore < mine || (bestScore == mine && best > e.cfg.Identity):
+	case best == "" || !Outranks(key, best, e.cfg.Identity):
 		return "", false // this node ranks first
 	case !e.settled(best, now):
 		return "", false

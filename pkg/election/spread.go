@@ -29,6 +29,14 @@ func Rendezvous(key Key, node string) uint64 {
 	return mix(h.Sum64())
 }
 
+// Outranks reports whether node a ranks above node b for key: the higher
+// rendezvous weight, ties to the smaller name. Every ranking of the
+// election (rank delays, successors) is this one order.
+func Outranks(key Key, a, b string) bool {
+	wa, wb := Rendezvous(key, a), Rendezvous(key, b)
+	return wa > wb || (wa == wb && a < b)
+}
+
 // mix spreads FNV's output over all 64 bits (splitmix64's finaliser), so
 // names that differ in one last digit do not rank alike.
 func mix(x uint64) uint64 {
@@ -46,13 +54,9 @@ func (e *Elector) rankWait(key Key, gone string, since, now time.Time) time.Time
 	if e.cfg.RankDelay <= 0 {
 		return time.Time{}
 	}
-	mine := Rendezvous(key, e.cfg.Identity)
 	rank := 0
 	for _, peer := range e.livePeers(now) {
-		if peer == e.cfg.Identity || peer == gone {
-			continue
-		}
-		if s := Rendezvous(key, peer); s > mine || (s == mine && peer < e.cfg.Identity) {
+		if peer != e.cfg.Identity && peer != gone && Outranks(key, peer, e.cfg.Identity) {
 			rank++
 		}
 	}
@@ -87,10 +91,11 @@ func (e *Elector) livePeers(now time.Time) []string {
 			continue
 		}
 		if _, ok := holders[o.holder]; !ok {
-			holders[o.holder] = now
-			if since, seen := e.holders[o.holder]; seen {
-				holders[o.holder] = since
+			since, before := e.holders[o.holder]
+			if !before {
+				since = now
 			}
+			holders[o.holder] = since
 		}
 		if !seen[o.holder] {
 			seen[o.holder] = true

@@ -22,20 +22,19 @@ func (e *Elector) Successor(key election.Key) (string, bool) {
 	if !e.freshHoldLocked(key, now) {
 		return "", false
 	}
-	best, bestScore := "", uint64(0)
+	best := ""
 	for name, n := range e.nodes {
-		if name == e.cfg.Identity || n.mode != Mode || !now.Before(n.expiry()) {
+		if name == e.cfg.Identity || !n.alive(now) {
 			continue
 		}
 		if now.Sub(n.since) < e.cfg.LeaseDuration {
 			return "", false // a node just started may not campaign yet: let it settle
 		}
-		if s := score(key, name); best == "" || s > bestScore || (s == bestScore && name < best) {
-			best, bestScore = name, s
+		if best == "" || election.Outranks(key, name, best) {
+			best = name
 		}
 	}
-	mine := score(key, e.cfg.Identity)
-	if best == "" || bestScore < mine || (bestScore == mine && best > e.cfg.Identity) {
+	if best == "" || !election.Outranks(key, best, e.cfg.Identity) {
 		return "", false
 	}
 	return best, true

@@ -19,6 +19,9 @@ import (
 	"github.com/vigil-lb/vigil/pkg/election"
 )
 
+// score is the rendezvous weight of (key, node).
+func score(key election.Key, node string) uint64 { return election.Rendezvous(key, node) }
+
 func svc(i int) election.Key {
 	return election.Key{Namespace: "default", Name: fmt.Sprintf("kubevip-s%d", i)}
 }

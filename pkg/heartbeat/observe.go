@@ -29,6 +29,9 @@ func (n *nodeRec) same(o *nodeRec) bool {
 
 func (n *nodeRec) expiry() time.Time { return n.at.Add(n.dur) }
 
+// alive: a node of this mode whose Lease has not run out by our observation.
+func (n *nodeRec) alive(now time.Time) bool { return n.mode == Mode && now.Before(n.expiry()) }
+
 // svcRec is the last record of a Service Lease.
 type svcRec struct {
 	holder, instance, mode string

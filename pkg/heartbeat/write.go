@@ -133,18 +133,11 @@ func (e *Elector) release(ctx context.Context, key election.Key) error {
 // rankLocked is this node's rendezvous rank for key among the live nodes
 // of this mode (dead excluded): 0 takes a free Service at once. mu held.
 func (e *Elector) rankLocked(key election.Key, dead string, now time.Time) int {
-	mine := score(key, e.cfg.Identity)
 	rank := 0
 	for name, n := range e.nodes {
-		if name == e.cfg.Identity || name == dead || n.mode != Mode || !now.Before(n.expiry()) {
-			continue
-		}
-		if s := score(key, name); s > mine || (s == mine && name < e.cfg.Identity) {
+		if name != e.cfg.Identity && name != dead && n.alive(now) && election.Outranks(key, name, e.cfg.Identity) {
 			rank++
 		}
 	}
 	return rank
 }
-
-// score is the rendezvous weight of (key, node), as in per-Service mode.
-func score(key election.Key, node string) uint64 { return election.Rendezvous(key, node) }

@@ -14,6 +14,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/vigil-lb/vigil/pkg/election"
+	"github.com/vigil-lb/vigil/testing/chaos/checker"
 )
 
 // Opt-in rebalancing (issue 11). A Service stays with a live holder, so
@@ -83,9 +84,10 @@ func (c *cluster) rebalanced(links map[string]*netlink.Handle, n int, last strin
 		return maps.Equal(got, want)
 	})
 	moved := gaps()
+	d := checker.Distribution(moved)
 	t.Logf("rebalanced in %v: %v per node (want %v); %d handovers, unbound for at most %v (p50 %v)",
 		time.Since(start).Round(time.Millisecond), perNode(got, c.allNodes()), perNode(want, c.allNodes()),
-		len(moved), slices.Max(append(moved, 0)), median(moved))
+		d.N, d.Max, d.P50)
 	if err != nil {
 		t.Fatalf("not every VIP on the node ranked first after a minute: %d of %d", matching(got, want), n)
 	}
@@ -110,7 +112,7 @@ func (c *cluster) rebalanced(links map[string]*netlink.Handle, n int, last strin
 func rankedFirst(key election.Key, nodes []string) string {
 	best := ""
 	for _, n := range nodes {
-		if best == "" || election.Rendezvous(key, n) > election.Rendezvous(key, best) {
+		if best == "" || election.Outranks(key, n, best) {
 			best = n
 		}
 	}
@@ -126,6 +128,7 @@ func (c *cluster) watchBoundGaps(links map[string]*netlink.Handle, n int) func()
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	var gaps []time.Duration
+	var longest time.Duration
 	var worst string
 	nodes := slices.Sorted(maps.Keys(links))
 	wg.Go(func() {
@@ -145,8 +148,10 @@ func (c *cluster) watchBoundGaps(links map[string]*netlink.Handle, n int) func()
 				ip := bigVIP(i)
 				switch {
 				case len(on[ip]) > 0 && missing[ip]:
-					gaps = append(gaps, at.Sub(lastSeen[ip]))
-					if at.Sub(lastSeen[ip]) == slices.Max(gaps) {
+					gap := at.Sub(lastSeen[ip])
+					gaps = append(gaps, gap)
+					if gap > longest {
+						longest = gap
 						worst = fmt.Sprintf("%s (%s) unbound from %s to %s, then on %v", ip, bigName(i), lastSeen[ip].Format("15:04:05.000"), at.Format("15:04:05.000"), on[ip])
 					}
 					missing[ip] = false
@@ -186,12 +191,3 @@ func matching(got, want map[netip.Addr]string) int {
 	}
 	return m
 }
-
-func median(d []time.Duration) time.Duration {
-	if len(d) == 0 {
-		return 0
-	}
-	s := slices.Sorted(slices.Values(d))
-	return s[len(s)/2]
-}
-
