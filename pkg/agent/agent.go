@@ -116,6 +116,9 @@ type Announcer interface {
 	// ("": the default interface), creating the link if missing.
 	UseVLAN(addr netip.Addr, parent string, id int) error
 	Up(addr netip.Addr, until time.Time) error
+	// Refresh is Up for many addresses at once (one read of the
+	// interfaces): the errors by address.
+	Refresh(until map[netip.Addr]time.Time) map[netip.Addr]error
 	Down(addr netip.Addr) error
 	Bound() []netip.Addr
 	// Preserve stops announcing addr but may keep it on the node, never

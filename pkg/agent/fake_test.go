@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -208,6 +209,16 @@ func (d *fakeDataplane) Up(a netip.Addr, until time.Time) error {
 		d.bound[a] = true
 	}
 	return nil
+}
+
+func (d *fakeDataplane) Refresh(until map[netip.Addr]time.Time) map[netip.Addr]error {
+	errs := map[netip.Addr]error{}
+	for _, a := range slices.SortedFunc(maps.Keys(until), netip.Addr.Compare) {
+		if err := d.Up(a, until[a]); err != nil {
+			errs[a] = err
+		}
+	}
+	return errs
 }
 
 func (d *fakeDataplane) Down(a netip.Addr) error {

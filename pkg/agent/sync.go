@@ -420,19 +420,59 @@ func (a *Agent) until(ip netip.Addr) (time.Time, bool) {
 }
 
 // refreshAddrs extends the kernel lifetime of every address this node
-// announces, from the elector's latest terms. An address whose leadership
-// ended is left to the next sync (which withdraws it) or to the kernel.
+// announces, from the elector's latest terms, with one read of each
+// interface's addresses for all of them. An address whose leadership ended
+// is left to the next sync (which withdraws it) or to the kernel; one whose
+// term is too short to extend keeps its earlier lifetime.
 func (a *Agent) refreshAddrs() {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	for _, ip := range a.dp.Bound() {
-		if !a.led(ip) {
+	for ip, err := range a.dp.Refresh(a.ledUntil()) {
+		if errors.Is(err, vip.ErrTooLate) {
+			a.log.Debug("VIP not extended: its term ends too soon", "vip", ip, "err", err)
 			continue
 		}
-		if err := a.up(ip, true); err != nil {
-			a.log.Warn("cannot extend VIP", "vip", ip, "err", err)
+		a.log.Warn("cannot extend VIP", "vip", ip, "err", err)
+	}
+}
+
+// ledUntil is, for each bound address this node leads, what up gives it:
+// the furthest expiry among the Leases on it, less the margin. One pass
+// over the Services, whatever their number.
+func (a *Agent) ledUntil() map[netip.Addr]time.Time {
+	bound := a.dp.Bound()
+	led := make(map[netip.Addr]bool, len(bound))
+	until := make(map[netip.Addr]time.Time, len(bound))
+	for _, ip := range bound {
+		until[ip] = time.Time{}
+	}
+	for _, st := range a.states {
+		if !st.l2 || !st.candidate {
+			continue
+		}
+		leading := a.elector.Leading(st.lease)
+		t, ok := a.elector.Term(st.lease)
+		for _, ips := range [][]netip.Addr{st.addrs, st.dhcpAddrs} {
+			for _, ip := range ips {
+				cur, isBound := until[ip]
+				if !isBound {
+					continue
+				}
+				led[ip] = led[ip] || leading
+				if ok && t.Expiry.After(cur) {
+					until[ip] = t.Expiry
+				}
+			}
 		}
 	}
+	for ip, t := range until {
+		if !led[ip] || t.IsZero() {
+			delete(until, ip)
+			continue
+		}
+		until[ip] = t.Add(-a.cfg.AddrMargin)
+	}
+	return until
 }
 
 // resignUnused resigns a Service's own Lease, or the Lease it named before

@@ -15,7 +15,9 @@
 // change, so a removal lands up to about a second after the lifetime, more
 // under RTNL contention (LapseSlack, measured by TestKernelLapseMeasure).
 // BindFor never puts a lifetime on an address that is on the interface
-// with a shorter prefix (the node's own).
+// with a shorter prefix (the node's own). Each BindFor reads the
+// interface's addresses first; BindForIn reads them from a Snapshot
+// instead, so refreshing n addresses costs one dump, not n.
 //
 // A Link works in the network namespace of the netlink handle it was opened
 // with: Open uses the caller's namespace, OpenWith takes any handle, for

@@ -387,3 +387,58 @@ func measureLapse(t *testing.T, vip netip.Prefix, lifetime time.Duration, provok
 	ev := w.waitFor(t, lifetime+netif.LapseSlack+5*time.Second, deleted(vip))
 	return ev.At.Sub(start) - lifetime
 }
+
+// BindForIn decides from the snapshot exactly as BindFor decides from a
+// dump of its own, and records its own changes in it: one snapshot serves
+// a whole round of binds and refreshes.
+func TestKernelBindForInOneSnapshot(t *testing.T) {
+	_, h := fixture(t)
+	l := openEth0(t, h)
+	old := netip.MustParseAddr("198.18.0.100")
+	if _, err := l.BindFor(old, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	s, err := l.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		Addr     netip.Addr
+		Added    bool
+		NotHost  bool
+		Lifetime int
+	}
+	var got []result
+	for _, a := range []netip.Addr{
+		old,                                  // there: refreshed
+		netip.MustParseAddr("198.18.0.101"),  // not there: added
+		netip.MustParseAddr("198.18.0.101"),  // added by the previous call: the snapshot knows
+		netip.MustParseAddr("fd00:1ab::101"), // IPv6 too
+		netip.MustParseAddr("198.18.0.1"),    // the node's own /16: never touched
+		netip.MustParseAddr("fd00:1ab::1"),   // and its /64
+	} {
+		added, err := l.BindForIn(s, a, 40*time.Second)
+		if err != nil && !errors.Is(err, netif.ErrNotHostPrefix) {
+			t.Fatalf("BindForIn(%s): %v", a, err)
+		}
+		valid, _, _, _ := lifetimeOf(t, h, netip.PrefixFrom(a, a.BitLen()))
+		got = append(got, result{a, added, err != nil, valid})
+	}
+	want := []result{
+		{old, false, false, 40},
+		{netip.MustParseAddr("198.18.0.101"), true, false, 40},
+		{netip.MustParseAddr("198.18.0.101"), false, false, 40},
+		{netip.MustParseAddr("fd00:1ab::101"), true, false, 40},
+		{netip.MustParseAddr("198.18.0.1"), false, true, 0},
+		{netip.MustParseAddr("fd00:1ab::1"), false, true, 0},
+	}
+	// The kernel's remaining lifetime may have ticked down by a second.
+	for i := range got {
+		if want[i].Lifetime > 0 && got[i].Lifetime == want[i].Lifetime-1 {
+			got[i].Lifetime = want[i].Lifetime
+		}
+	}
+	if diff := cmp.Diff(want, got, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
+		t.Errorf("BindForIn with one snapshot (-want +got):\n%s", diff)
+	}
+}

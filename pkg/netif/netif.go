@@ -116,6 +116,16 @@ const MaxLifetime = (1<<32 - 2) * time.Second
 // permanent BindFor changes nothing (false, nil) and one with a lifetime
 // changes nothing and returns an error wrapping ErrNotHostPrefix.
 func (l *Link) BindFor(a netip.Addr, lifetime time.Duration) (added bool, err error) {
+	return l.BindForIn(nil, a, lifetime)
+}
+
+// BindForIn is BindFor reading the interface's addresses from s, a
+// Snapshot of this interface, instead of dumping them (nil: dumped now), and
+// recording its own change in s. It binds or refreshes many addresses with
+// one dump: s must be recent and the caller the only one changing the
+// interface's host prefixes meanwhile, for it does not see anyone else's
+// changes.
+func (l *Link) BindForIn(s *Snapshot, a netip.Addr, lifetime time.Duration) (added bool, err error) {
 	p, err := hostPrefix(a)
 	if err != nil {
 		return false, fmt.Errorf("netif: bind on %s: %w", l.Name(), err)
@@ -124,10 +134,12 @@ func (l *Link) BindFor(a netip.Addr, lifetime time.Duration) (added bool, err er
 	if err != nil {
 		return false, fmt.Errorf("netif: bind %s on %s: %w", p.Addr(), l.Name(), err)
 	}
-	cur, found, err := l.lookup(p.Addr())
-	if err != nil {
-		return false, fmt.Errorf("netif: bind %s on %s: %w", p.Addr(), l.Name(), err)
+	if s == nil {
+		if s, err = l.Snapshot(); err != nil {
+			return false, fmt.Errorf("netif: bind %s: %w", p.Addr(), err)
+		}
 	}
+	cur, found := s.addrs[p.Addr()]
 	switch {
 	case found && cur.Bits() != p.Bits() && secs == 0:
 		return false, nil
@@ -145,6 +157,7 @@ func (l *Link) BindFor(a netip.Addr, lifetime time.Duration) (added bool, err er
 	if err := l.h.AddrReplace(l.link, na); err != nil {
 		return false, fmt.Errorf("netif: bind %s on %s: %w", p, l.Name(), err)
 	}
+	s.addrs[p.Addr()] = present{Prefix: p, permanent: secs == 0}
 	return !found, nil
 }
 
@@ -208,26 +221,31 @@ type present struct {
 	permanent bool // no lifetime
 }
 
-// lookup finds a on the interface, with any prefix length.
-func (l *Link) lookup(a netip.Addr) (present, bool, error) {
+// A Snapshot is the addresses on one interface as one dump found them,
+// for BindForIn.
+type Snapshot struct {
+	addrs map[netip.Addr]present // by address; the shortest prefix of each
+}
+
+// Snapshot dumps the addresses on the interface.
+func (l *Link) Snapshot() (*Snapshot, error) {
 	list, err := addrList(l.h, l.link)
 	if err != nil {
-		return present{}, false, err
+		return nil, fmt.Errorf("addresses of %s: %w", l.Name(), err)
 	}
-	var found present
-	ok := false
+	s := &Snapshot{addrs: make(map[netip.Addr]present, len(list))}
 	for _, na := range list {
 		p, isIP := prefixOf(na)
-		if !isIP || p.Addr() != a {
+		if !isIP {
 			continue
 		}
 		// The same address with a shorter prefix (the node's own) wins
 		// over a host prefix: it is the one that will not lapse.
-		if !ok || p.Bits() < found.Bits() {
-			found, ok = present{Prefix: p, permanent: na.Flags&unix.IFA_F_PERMANENT != 0}, true
+		if cur, ok := s.addrs[p.Addr()]; !ok || p.Bits() < cur.Bits() {
+			s.addrs[p.Addr()] = present{Prefix: p, permanent: na.Flags&unix.IFA_F_PERMANENT != 0}
 		}
 	}
-	return found, ok, nil
+	return s, nil
 }
 
 // InterfaceFor returns the name of the interface a belongs on: the interface

@@ -194,7 +194,7 @@ func (m *Manager) ensureLeased(link string, l *leased, until time.Time) (netip.A
 	if !ok {
 		return netip.Addr{}, nil
 	}
-	if err := m.upOn(link, addr, until); err != nil {
+	if err := m.upOn(link, addr, until, nil); err != nil {
 		return netip.Addr{}, err
 	}
 	l.addr = addr

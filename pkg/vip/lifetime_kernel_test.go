@@ -136,6 +136,95 @@ func TestKernelUpLifetimeRefresh(t *testing.T) {
 	}
 }
 
+// Refresh is Up for many addresses with one read of the interface: bound
+// ones get their new lifetime in place and are not announced again, a new
+// one is bound and announced, and a too-late one keeps its lifetime and is
+// the only error.
+func TestKernelRefresh(t *testing.T) {
+	lm := newLifetimeManager(t, time.Hour)
+	for _, a := range []netip.Addr{lv4, lv6} {
+		if err := lm.up(a, 10*time.Second); err != nil {
+			t.Fatalf("Up(%s): %v", a, err)
+		}
+	}
+	lm.sent.take()
+	lm.clk.Step(3 * time.Second)
+	fresh := netip.MustParseAddr("198.18.0.11")
+	late := netip.MustParseAddr("198.18.0.12")
+	var errs map[netip.Addr]error
+	if err := netnstest.InNS(lm.ns, func() error {
+		now := lm.clk.Now()
+		errs = lm.m.Refresh(map[netip.Addr]time.Time{
+			lv4: now.Add(20 * time.Second), lv6: now.Add(20 * time.Second),
+			fresh: now.Add(20 * time.Second), late: now.Add(time.Second),
+		})
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(errs) != 1 || !errors.Is(errs[late], vip.ErrTooLate) {
+		t.Errorf("Refresh errors = %v, want only %s: ErrTooLate", errs, late)
+	}
+	for _, a := range []netip.Addr{lv4, lv6, fresh} {
+		// 20s - 1.5s slack - 0.2s budget = 18.3s, rounded down.
+		if valid, found := lifetime(t, lm.h, a); !found || valid < 17 || valid > 18 {
+			t.Errorf("%s after Refresh: found %t, valid %ds; want 18s", a, found, valid)
+		}
+	}
+	if _, found := lifetime(t, lm.h, late); found {
+		t.Errorf("%s is on eth0 after a too-late Refresh", late)
+	}
+	if diff := cmp.Diff([]netip.Addr{fresh}, lm.sent.take(), cmpAddr); diff != "" {
+		t.Errorf("announcements (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]netip.Addr{lv4, fresh, lv6}, lm.bound(t), cmpAddr); diff != "" {
+		t.Errorf("Bound (-want +got):\n%s", diff)
+	}
+}
+
+// An Up that would gain a bound address less than a second of lifetime
+// reads and changes nothing (sync calls Up for every held address, so it
+// must not read the interface each time): an address removed behind the
+// Manager's back stays removed until Refresh, which puts it back and
+// announces it. A longer term binds at once.
+func TestKernelUpWithinTermLeavesItToRefresh(t *testing.T) {
+	lm := newLifetimeManager(t, time.Hour)
+	if err := lm.up(lv4, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	lm.sent.take()
+	l, err := lm.h.LinkByName("eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := lm.h.AddrDel(l, &netlink.Addr{IPNet: &net.IPNet{IP: lv4.AsSlice(), Mask: net.CIDRMask(32, 32)}}); err != nil {
+		t.Fatal(err)
+	}
+	until := lm.clk.Now().Add(10 * time.Second)
+	if err := netnstest.InNS(lm.ns, func() error { return lm.m.Up(lv4, until) }); err != nil {
+		t.Fatal(err)
+	}
+	if _, found := lifetime(t, lm.h, lv4); found {
+		t.Fatalf("Up within the same term read the interface and put %s back", lv4)
+	}
+	var errs map[netip.Addr]error
+	if err := netnstest.InNS(lm.ns, func() error { errs = lm.m.Refresh(map[netip.Addr]time.Time{lv4: until}); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if valid, found := lifetime(t, lm.h, lv4); len(errs) != 0 || !found || valid < 7 || valid > 8 {
+		t.Errorf("after Refresh: errors %v, found %t, valid %ds; want it back with 8s", errs, found, valid)
+	}
+	if diff := cmp.Diff([]netip.Addr{lv4}, lm.sent.take(), cmpAddr); diff != "" {
+		t.Errorf("announcements (-want +got):\n%s", diff)
+	}
+	if err := lm.up(lv4, 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if valid, found := lifetime(t, lm.h, lv4); !found || valid < 17 || valid > 18 {
+		t.Errorf("after Up with a longer term: found %t, valid %ds; want 18s", found, valid)
+	}
+}
+
 // Too close to until: nothing is bound, and a bound VIP is not refreshed:
 // it keeps its earlier lifetime and lapses by itself.
 func TestKernelUpLifetimeTooLate(t *testing.T) {

@@ -217,7 +217,8 @@ func (m *Manager) Run(ctx context.Context) error {
 // the kernel's lifetime started late: Up withdraws addr at once and returns
 // ErrTooLate.
 //
-// A refresh changes the lifetime in place (no gap) and sends nothing. The
+// A refresh changes the lifetime in place (no gap) and sends nothing; one
+// that would gain less than a second changes nothing (see Refresh). The
 // announcer's periodic refresh carries the same end and stops by itself
 // when the lifetime ends, so a process resumed after its VIPs lapsed never
 // announces them again unless Up is called with a valid until. An address
@@ -227,6 +228,54 @@ func (m *Manager) Up(addr netip.Addr, until time.Time) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.pruneLocked()
+	if m.lasts(addr, until) {
+		return nil
+	}
+	return m.upLocked(addr, until, nil)
+}
+
+// lasts reports whether Up(addr, until) may leave addr as it is, without
+// reading the kernel's addresses: bound here, where it belongs, with a
+// lifetime that until still covers and that a bind now would extend by
+// less than a second. The caller's periodic Refresh gains that second (and
+// puts back an address someone removed). mu must be held.
+func (m *Manager) lasts(addr netip.Addr, until time.Time) bool {
+	b, ok := m.bound[addr]
+	if !ok || b.preserved || b.end.IsZero() || until.IsZero() || m.repick[addr] {
+		return false
+	}
+	if name, err := m.interfaceFor(addr); err != nil || name != b.iface {
+		return false
+	}
+	now := m.clock.Now()
+	lifetime := until.Sub(now) - m.slack - bindBudget
+	if lifetime < time.Second || b.end.Add(m.slack+bindBudget).After(until) {
+		return false
+	}
+	return now.Add(lifetime.Truncate(time.Second)).Before(b.end.Add(time.Second))
+}
+
+// Refresh is Up for every address of until, reading each interface's
+// addresses once for all of them instead of once per address: the
+// periodic extension of every VIP a node holds. It returns the error of
+// each address that failed.
+func (m *Manager) Refresh(until map[netip.Addr]time.Time) map[netip.Addr]error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.pruneLocked()
+	d := dumps{}
+	errs := map[netip.Addr]error{}
+	for addr, u := range until {
+		if err := m.upLocked(addr, u, d); err != nil {
+			errs[addr] = err
+		}
+	}
+	return errs
+}
+
+// upLocked is Up with the interfaces' addresses read from d (nil: dumped
+// for this address alone); mu must be held.
+func (m *Manager) upLocked(addr netip.Addr, until time.Time, d dumps) error {
 	name, err := m.interfaceFor(addr)
 	if err != nil {
 		return err
@@ -236,13 +285,39 @@ func (m *Manager) Up(addr netip.Addr, until time.Time) error {
 	}
 	if cur, ok := m.bound[addr]; ok && cur.iface != name {
 		m.log.Info("moving VIP to another interface", "vip", addr, "from", cur.iface, "to", name)
+		d.forget(cur.iface)
 		if err := m.downLocked(addr); err != nil {
 			return err
 		}
 	}
 	delete(m.repick, addr)
-	return m.upOn(name, addr, until)
+	return m.upOn(name, addr, until, d)
 }
+
+// dumps holds one netif.Snapshot per interface for a batch of binds; a nil
+// dumps holds none (each bind dumps its interface).
+type dumps map[string]*netif.Snapshot
+
+// of returns the snapshot of ifc (name), dumping it on first use; nil for
+// a nil dumps.
+func (d dumps) of(name string, ifc *iface) (*netif.Snapshot, error) {
+	if d == nil {
+		return nil, nil
+	}
+	if s, ok := d[name]; ok {
+		return s, nil
+	}
+	s, err := ifc.link.Snapshot()
+	if err != nil {
+		return nil, err
+	}
+	d[name] = s
+	return s, nil
+}
+
+// forget drops the snapshot of interface name, after a change BindForIn
+// does not record (an address removed).
+func (d dumps) forget(name string) { delete(d, name) }
 
 // UseInterface makes Up bind addr on the interface name from now on
 // instead of Config.Interface: "auto" picks the interface whose subnet
@@ -291,9 +366,9 @@ func (m *Manager) interfaceFor(addr netip.Addr) (string, error) {
 	return n, nil
 }
 
-// upOn binds addr on interface name until until (zero: permanently) and
-// announces it; mu must be held.
-func (m *Manager) upOn(name string, addr netip.Addr, until time.Time) error {
+// upOn binds addr on interface name until until (zero: permanently), its
+// addresses read from d, and announces it; mu must be held.
+func (m *Manager) upOn(name string, addr netip.Addr, until time.Time, d dumps) error {
 	if err := m.ensureVLANLocked(name); err != nil {
 		return err
 	}
@@ -301,7 +376,11 @@ func (m *Manager) upOn(name string, addr netip.Addr, until time.Time) error {
 	if err != nil {
 		return err
 	}
-	added, end, err := m.bindInTime(ifc, name, addr, until)
+	snap, err := d.of(name, ifc)
+	if err != nil {
+		return fmt.Errorf("vip %s: %w", addr, err)
+	}
+	added, end, err := m.bindInTime(ifc, snap, addr, until)
 	if err != nil {
 		return err
 	}
@@ -322,13 +401,13 @@ func (m *Manager) upOn(name string, addr netip.Addr, until time.Time) error {
 // been stamped too late for the lifetime asked: it is bound again at once
 // with a lifetime from the clock after it; if that one is slow too, or
 // fails, addr is withdrawn (ErrTooLate). mu must be held.
-func (m *Manager) bindInTime(ifc *iface, name string, addr netip.Addr, until time.Time) (added bool, end time.Time, err error) {
-	added, end, took, err := m.bindFor(ifc, name, addr, until)
+func (m *Manager) bindInTime(ifc *iface, snap *netif.Snapshot, addr netip.Addr, until time.Time) (added bool, end time.Time, err error) {
+	added, end, took, err := m.bindFor(ifc, snap, addr, until)
 	if err != nil || until.IsZero() || took <= bindBudget {
 		return added, end, err
 	}
 	m.log.Info("slow VIP bind: binding again with a lifetime from the clock after it", "vip", addr, "took", took)
-	again, end, took, err := m.bindFor(ifc, name, addr, until)
+	again, end, took, err := m.bindFor(ifc, snap, addr, until)
 	added = added || again
 	switch {
 	case err != nil:
@@ -343,7 +422,7 @@ func (m *Manager) bindInTime(ifc *iface, name string, addr netip.Addr, until tim
 // slack and bindBudget, by until (zero: permanently), and returns how long
 // the bind took. With less than a second left it binds nothing and returns
 // ErrTooLate (a bound addr lapses by itself). mu must be held.
-func (m *Manager) bindFor(ifc *iface, name string, addr netip.Addr, until time.Time) (added bool, end time.Time, took time.Duration, err error) {
+func (m *Manager) bindFor(ifc *iface, snap *netif.Snapshot, addr netip.Addr, until time.Time) (added bool, end time.Time, took time.Duration, err error) {
 	now := m.clock.Now()
 	lifetime := time.Duration(0)
 	if !until.IsZero() {
@@ -354,13 +433,14 @@ func (m *Manager) bindFor(ifc *iface, name string, addr netip.Addr, until time.T
 		lifetime = lifetime.Truncate(time.Second)
 		end = now.Add(lifetime)
 	}
-	added, err = m.bind(ifc, name, addr, lifetime, end)
+	added, err = m.bind(ifc, snap, addr, lifetime, end)
 	return added, end, m.clock.Now().Sub(now), err
 }
 
-// bind records addr (journal first) and binds it on ifc with lifetime;
-// mu must be held.
-func (m *Manager) bind(ifc *iface, name string, addr netip.Addr, lifetime time.Duration, end time.Time) (added bool, err error) {
+// bind records addr (journal first) and binds it on ifc with lifetime,
+// ifc's addresses read from snap (nil: dumped now); mu must be held.
+func (m *Manager) bind(ifc *iface, snap *netif.Snapshot, addr netip.Addr, lifetime time.Duration, end time.Time) (added bool, err error) {
+	name := ifc.link.Name()
 	// Journal first: a crash right after the bind must not leave an
 	// address the next run does not know about.
 	prev, had := m.bound[addr]
@@ -370,7 +450,7 @@ func (m *Manager) bind(ifc *iface, name string, addr netip.Addr, lifetime time.D
 			m.log.Warn("cannot write VIP journal", "err", err)
 		}
 	}
-	added, err = ifc.link.BindFor(addr, lifetime)
+	added, err = ifc.link.BindForIn(snap, addr, lifetime)
 	if err != nil {
 		if had {
 			m.bound[addr] = prev
