@@ -374,7 +374,7 @@ func scaleDoc(results []scaleResult, window time.Duration, env []string, loadBef
 - **bound**: a VIP counts once it is bound on exactly one node's eth0 (read over netlink every 50 ms; 20 ms after the crash; the crashed node is not read).
 - **lease req/s**: increase of the API server's ` + "`apiserver_request_total{resource=\"leases\"}`" + ` over the window, by verb (every client: the test itself sends none).
 - **holder changes**: VIPs whose single holder changed (or that stopped being bound) between two 250 ms samples during the window; 0 means no flap.
-- **CPU**: utime+stime of each agent over the window, in % of one core. **RSS**: VmRSS at the end of the window, and in brackets RssAnon, the agent's private memory; the rest is the binary's own file pages (shared page cache: about 40 MiB, nearly the whole binary, mapped by the Go runtime's start-up alone).
+- **CPU**: utime+stime of each agent over the window, in % of one core. **RSS**: VmRSS at the end of the window, and in brackets RssAnon, the agent's private memory; the rest (about 29 MiB) is the binary's own file pages, shared page cache, mapped mostly by the Go runtime's package initialisation.
 `)
 	return b.String()
 }
