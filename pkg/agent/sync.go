@@ -263,14 +263,7 @@ func (a *Agent) addrFacts(ip netip.Addr, bound []netip.Addr) plan.AddrFacts {
 
 // led reports whether this node is a candidate for some Service on ip that
 // goes out by L2, and holds its Lease.
-func (a *Agent) led(ip netip.Addr) bool {
-	for _, st := range a.states {
-		if st.l2 && st.candidate && st.uses(ip) && a.elector.Leading(st.lease) {
-			return true
-		}
-	}
-	return false
-}
+func (a *Agent) led(ip netip.Addr) bool { return a.terms(ip)[ip].led }
 
 // applyAddrs brings each address up or down as planned. Withdrawals come
 // before any resignation (sync resigns last).
@@ -404,19 +397,61 @@ func (a *Agent) up(ip netip.Addr, isUp bool) error {
 }
 
 func (a *Agent) until(ip netip.Addr) (time.Time, bool) {
-	var until time.Time
-	for _, st := range a.states {
-		if !st.l2 || !st.candidate || !st.uses(ip) {
-			continue
-		}
-		if t, ok := a.elector.Term(st.lease); ok && t.Expiry.After(until) {
-			until = t.Expiry
-		}
-	}
-	if until.IsZero() {
+	t := a.terms(ip)[ip]
+	if t.expiry.IsZero() {
 		return time.Time{}, false
 	}
-	return until.Add(-a.cfg.AddrMargin), true
+	return t.expiry.Add(-a.cfg.AddrMargin), true
+}
+
+// addrTerm is what this node's L2 candidacies give one address: whether it
+// leads any of them, and the furthest expiry among their terms.
+type addrTerm struct {
+	led    bool
+	expiry time.Time
+}
+
+// terms folds every L2 candidacy into the addrTerm of each of ips: one
+// pass over the Services, whatever the number of addresses.
+func (a *Agent) terms(ips ...netip.Addr) map[netip.Addr]addrTerm {
+	out := make(map[netip.Addr]addrTerm, len(ips))
+	for _, ip := range ips {
+		out[ip] = addrTerm{}
+	}
+	for _, st := range a.states {
+		if !st.l2 || !st.candidate || !usesAny(st, out) {
+			continue
+		}
+		leading := a.elector.Leading(st.lease)
+		t, ok := a.elector.Term(st.lease)
+		for _, used := range [][]netip.Addr{st.addrs, st.dhcpAddrs} {
+			for _, ip := range used {
+				cur, asked := out[ip]
+				if !asked {
+					continue
+				}
+				cur.led = cur.led || leading
+				if ok && t.Expiry.After(cur.expiry) {
+					cur.expiry = t.Expiry
+				}
+				out[ip] = cur
+			}
+		}
+	}
+	return out
+}
+
+// usesAny reports whether st uses one of the addresses of asked (so the
+// elector is asked only about Services that matter).
+func usesAny(st *serviceState, asked map[netip.Addr]addrTerm) bool {
+	for _, used := range [][]netip.Addr{st.addrs, st.dhcpAddrs} {
+		for _, ip := range used {
+			if _, ok := asked[ip]; ok {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // refreshAddrs extends the kernel lifetime of every address this node
@@ -437,40 +472,13 @@ func (a *Agent) refreshAddrs() {
 }
 
 // ledUntil is, for each bound address this node leads, what up gives it:
-// the furthest expiry among the Leases on it, less the margin. One pass
-// over the Services, whatever their number.
+// the furthest expiry among the Leases on it, less the margin.
 func (a *Agent) ledUntil() map[netip.Addr]time.Time {
-	bound := a.dp.Bound()
-	led := make(map[netip.Addr]bool, len(bound))
-	until := make(map[netip.Addr]time.Time, len(bound))
-	for _, ip := range bound {
-		until[ip] = time.Time{}
-	}
-	for _, st := range a.states {
-		if !st.l2 || !st.candidate {
-			continue
+	until := map[netip.Addr]time.Time{}
+	for ip, t := range a.terms(a.dp.Bound()...) {
+		if t.led && !t.expiry.IsZero() {
+			until[ip] = t.expiry.Add(-a.cfg.AddrMargin)
 		}
-		leading := a.elector.Leading(st.lease)
-		t, ok := a.elector.Term(st.lease)
-		for _, ips := range [][]netip.Addr{st.addrs, st.dhcpAddrs} {
-			for _, ip := range ips {
-				cur, isBound := until[ip]
-				if !isBound {
-					continue
-				}
-				led[ip] = led[ip] || leading
-				if ok && t.Expiry.After(cur) {
-					until[ip] = t.Expiry
-				}
-			}
-		}
-	}
-	for ip, t := range until {
-		if !led[ip] || t.IsZero() {
-			delete(until, ip)
-			continue
-		}
-		until[ip] = t.Add(-a.cfg.AddrMargin)
 	}
 	return until
 }

@@ -172,8 +172,8 @@ func (res *scaleResult) steady(t *testing.T, c *cluster, cs kubernetes.Interface
 	for i, ticks := range agentCPU(t, c) {
 		res.cpu = append(res.cpu, 100*(ticks-cpu0[i])/clockTicks/elapsed)
 	}
-	res.rss = (&bgpBench{t: t, c: c}).rss("VmRSS")
-	res.anon = (&bgpBench{t: t, c: c}).rss("RssAnon")
+	mem := &bgpBench{t: t, c: c}
+	res.rss, res.anon = mem.rss("VmRSS"), mem.rss("RssAnon")
 	res.minVIPs, res.maxVIPs = spread(prev, c.allNodes())
 }
 
