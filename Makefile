@@ -7,7 +7,7 @@ E2E_PKGS  := ./...
 
 export CGO_ENABLED ?= 0
 
-.PHONY: all build test test-unit test-e2e test-e2e-long lab-binaries helm image vet fmt-check demo bench-failover bench-bgp bench-scale bench-election-sim chaos clean
+.PHONY: all build test test-unit test-e2e test-e2e-long lab-binaries helm image vet fmt-check demo bench-failover bench-rebalance bench-bgp bench-scale bench-election-sim chaos clean
 
 all: build
 
@@ -71,6 +71,17 @@ bench-failover: lab-binaries build
 	VIGIL_BIN=$(CURDIR)/$(BIN) VIGIL_BENCH_OUT=$(CURDIR)/docs/bench-failover.md \
 		$(GO) test -count=1 -tags e2e -timeout 30m -run TestBenchFailover -v ./testing/e2e/
 	@cat docs/bench-failover.md
+
+# Rebalancing benchmark in the lab (issue 11): 5 rolling restarts per
+# election mode (VIGIL_BENCH_RUNS=n to change) with opt-in rebalancing, how
+# long each graceful handover leaves its VIP bound nowhere; writes
+# docs/bench-rebalance.md only when every run passed.
+bench-rebalance: lab-binaries build
+	rm -f docs/bench-rebalance.md.new
+	VIGIL_BIN=$(CURDIR)/$(BIN) VIGIL_BENCH_OUT=$(CURDIR)/docs/bench-rebalance.md.new \
+		$(GO) test -count=1 -tags e2e -timeout 30m -run TestBenchRebalance -v ./testing/e2e/
+	mv docs/bench-rebalance.md.new docs/bench-rebalance.md
+	@cat docs/bench-rebalance.md
 
 # BGP benchmark in the lab (issue 9): 10 runs each (VIGIL_BENCH_RUNS=n to
 # change) of create -> ECMP route, SIGTERM, Local endpoint move, crash by hold

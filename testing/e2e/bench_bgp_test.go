@@ -39,14 +39,7 @@ func TestBenchBGP(t *testing.T) {
 	if out == "" {
 		t.Skip("benchmark: set VIGIL_BENCH_OUT=<file> (make bench-bgp)")
 	}
-	runs := 10
-	if v := os.Getenv("VIGIL_BENCH_RUNS"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
-			t.Fatalf("VIGIL_BENCH_RUNS=%q: want a positive number", v)
-		}
-		runs = n
-	}
+	runs := benchRuns(t, 10)
 	big := max(1, runs*3/10)
 	loadBefore := loadAvg()
 	s := bgpSamples{}

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -49,6 +50,20 @@ var benchRows = []struct{ key, what, kubeVIP string }{
 	{"crash-tcp", "crash → TCP connect to the VIP succeeds", "~6.5 s"},
 	{"term-mac", "graceful (SIGTERM) → client's neighbour entry shows the new MAC", "~1.1 s"},
 	{"term-tcp", "graceful → TCP connect to the VIP succeeds", "~1.1 s"},
+}
+
+// benchRuns is $VIGIL_BENCH_RUNS, the runs a benchmark repeats each
+// scenario, or def when it is unset.
+func benchRuns(t *testing.T, def int) int {
+	v := os.Getenv("VIGIL_BENCH_RUNS")
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		t.Fatalf("VIGIL_BENCH_RUNS=%q: want a positive number", v)
+	}
+	return n
 }
 
 func benchTable(samples map[string][]time.Duration) string {

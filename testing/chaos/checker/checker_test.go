@@ -249,8 +249,8 @@ func TestDistribution(t *testing.T) {
 		want Percentiles
 	}{
 		{nil, Percentiles{}},
-		{[]time.Duration{3 * time.Second}, Percentiles{1, 3 * time.Second, 3 * time.Second, 3 * time.Second}},
-		{ds, Percentiles{100, 50 * time.Millisecond, 99 * time.Millisecond, 100 * time.Millisecond}},
+		{[]time.Duration{3 * time.Second}, Percentiles{N: 1, P50: 3 * time.Second, P90: 3 * time.Second, P99: 3 * time.Second, Max: 3 * time.Second}},
+		{ds, Percentiles{N: 100, P50: 50 * time.Millisecond, P90: 90 * time.Millisecond, P99: 99 * time.Millisecond, Max: 100 * time.Millisecond}},
 	}
 	for _, tc := range tests {
 		if diff := cmp.Diff(tc.want, Distribution(tc.in)); diff != "" {

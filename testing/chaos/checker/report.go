@@ -21,8 +21,8 @@ type Run struct {
 
 // Percentiles of a distribution (nearest rank).
 type Percentiles struct {
-	N             int
-	P50, P99, Max time.Duration
+	N                  int
+	P50, P90, P99, Max time.Duration
 }
 
 // Distribution summarises ds.
@@ -36,7 +36,7 @@ func Distribution(ds []time.Duration) Percentiles {
 		i := int(math.Ceil(p*float64(len(s)))) - 1
 		return s[max(i, 0)]
 	}
-	return Percentiles{N: len(s), P50: rank(0.50), P99: rank(0.99), Max: s[len(s)-1]}
+	return Percentiles{N: len(s), P50: rank(0.50), P90: rank(0.90), P99: rank(0.99), Max: s[len(s)-1]}
 }
 
 // Report renders the campaign's Markdown report: faults by kind, violations
