@@ -20,6 +20,11 @@ type Guard struct {
 	mu     sync.Mutex
 	conn   *nftables.Conn
 	closed bool
+	// wrote is the set's elements as the last successful write left them
+	// (valid when known): a Set that changes them diffs against it
+	// instead of reading a set of a thousand elements back each time.
+	wrote []netip.Addr
+	known bool
 }
 
 // New returns a Guard that works through conn, and so in the network
@@ -37,6 +42,13 @@ func New(conn *nftables.Conn) *Guard {
 // changed, and otherwise only adds and deletes the elements that differ.
 // The zero Addr, an unspecified or a multicast address is an error and
 // changes nothing.
+//
+// Set reads the table's shape (chain, rules, set) back every time; the
+// set's elements only when addrs are the ones it wrote last (a check: an
+// element someone else added or deleted is repaired) or when it does not
+// know what it wrote. A Set that changes the elements adds and deletes
+// what differs from its last write, so a thousand VIPs added one by one
+// cost a thousand small writes, not a thousand reads of a growing set.
 func (g *Guard) Set(addrs []netip.Addr) error {
 	want, err := wanted(addrs)
 	if err != nil {
@@ -48,19 +60,39 @@ func (g *Guard) Set(addrs []netip.Addr) error {
 		return ErrClosed
 	}
 	if len(want) == 0 {
+		g.known = false
 		return remove(g.conn)
 	}
-	st, err := read(g.conn)
-	if err != nil {
+	have, intact, err := g.read(want)
+	g.known = false // until this write has landed
+	switch {
+	case err != nil:
 		return err
+	case !intact:
+		err = rebuild(g.conn, want)
+	default:
+		add, del := diff(have, want)
+		err = update(g.conn, add, del)
 	}
-	if !st.intact {
-		return rebuild(g.conn, want)
+	if err == nil {
+		g.wrote, g.known = want, true
 	}
-	add, del := diff(st.elems, want)
-	return update(g.conn, add, del)
+	return err
 }
 
+// read returns the set's elements (as last written, or read back) and
+// whether the table is intact; mu must be held.
+func (g *Guard) read(want []netip.Addr) ([]netip.Addr, bool, error) {
+	s, err := shape(g.conn)
+	if err != nil || s == nil {
+		return nil, false, err
+	}
+	if g.known && !slices.Equal(g.wrote, want) {
+		return g.wrote, true, nil
+	}
+	elems, err := elements(g.conn, s)
+	return elems, err == nil, err
+}
 // Close deletes vigil's table, so every address is answered again as the
 // kernel's sysctls say, and makes later calls to Set fail. Closing twice is
 // not an error. Close does not close the nftables.Conn.
@@ -80,31 +112,22 @@ func Cleanup(conn *nftables.Conn) error {
 	return remove(conn)
 }
 
-// state is what read found of vigil's table in the kernel.
-type state struct {
-	intact bool         // the table is exactly as rebuild writes it (elements aside)
-	elems  []netip.Addr // the set's elements, sorted, when intact
-}
-
-// read reads vigil's table back from the kernel.
-func read(conn *nftables.Conn) (state, error) {
+// shape returns the guard's set when vigil's table is exactly as rebuild
+// writes it (elements aside), and nil when it is absent or altered.
+func shape(conn *nftables.Conn) (*nftables.Set, error) {
 	t, err := find(conn)
 	if err != nil || t == nil {
-		return state{}, err
+		return nil, err
 	}
 	c, s, err := objects(conn, t)
 	if err != nil || c == nil || s == nil {
-		return state{}, err
+		return nil, err
 	}
 	ok, err := rulesIntact(conn, t, c)
 	if err != nil || !ok {
-		return state{}, err
+		return nil, err
 	}
-	elems, err := elements(conn, s)
-	if err != nil {
-		return state{}, err
-	}
-	return state{intact: true, elems: elems}, nil
+	return s, nil
 }
 
 // find returns vigil's table, or nil if there is none.

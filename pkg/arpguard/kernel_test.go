@@ -5,10 +5,13 @@ import (
 	"net"
 	"net/netip"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -472,4 +475,71 @@ func joined(as []netip.Addr) string {
 		ss[i] = a.String()
 	}
 	return strings.Join(ss, ", ")
+}
+
+// TestKernelSetOneByOne grows the set one address per Set, as the routed
+// dataplane does when Services are created one after another, then shrinks
+// it: each Set writes only what differs from its last write, and the set
+// holds exactly the addresses of the last Set. An element deleted behind
+// the guard's back is put back by the next Set that changes nothing (a
+// check), not by one that adds another address.
+func TestKernelSetOneByOne(t *testing.T) {
+	node, _ := lab(t)
+	g := arpguard.New(conn(t, node))
+	var all []netip.Addr
+	for i := range 200 {
+		all = append(all, netip.AddrFrom4([4]byte{198, 18, 1 + byte(i/250), 1 + byte(i%250)}))
+		if err := g.Set(all); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for len(all) > 150 {
+		all = all[1:]
+		if err := g.Set(all); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if diff := cmp.Diff(all, setElements(t, node), cmpopts.EquateComparable(netip.Addr{})); diff != "" {
+		t.Fatalf("after 200 adds and 50 deletes (-want +got):\n%s", diff)
+	}
+	gone := all[0]
+	if out, code := run(t, node, "nft", "delete", "element", "arp", "vigil", "bgp_vips", "{ "+gone.String()+" }"); code != 0 {
+		t.Fatalf("nft delete element: %s", out)
+	}
+	if slices.Contains(setElements(t, node), gone) {
+		t.Fatalf("nft delete element left %s in the set", gone)
+	}
+	all = append(all, netip.MustParseAddr("198.18.2.1"))
+	if err := g.Set(all); err != nil {
+		t.Fatal(err)
+	}
+	if slices.Contains(setElements(t, node), gone) {
+		t.Errorf("a Set that adds an address read the set back: %s is there again", gone)
+	}
+	if err := g.Set(all); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(all, setElements(t, node), cmpopts.EquateComparable(netip.Addr{})); diff != "" {
+		t.Errorf("after a check (-want +got):\n%s", diff)
+	}
+	if err := g.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// setElements lists the guard's set in ns, sorted.
+func setElements(t *testing.T, ns string) []netip.Addr {
+	t.Helper()
+	out, code := run(t, ns, "nft", "list", "set", "arp", "vigil", "bgp_vips")
+	if code != 0 {
+		t.Fatalf("nft list set: exit %d: %s", code, out)
+	}
+	var got []netip.Addr
+	for _, f := range strings.FieldsFunc(out, func(r rune) bool { return r == ' ' || r == ',' || r == '\n' || r == '\t' || r == '{' || r == '}' }) {
+		if a, err := netip.ParseAddr(f); err == nil {
+			got = append(got, a)
+		}
+	}
+	slices.SortFunc(got, netip.Addr.Compare)
+	return got
 }

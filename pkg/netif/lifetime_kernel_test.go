@@ -162,7 +162,13 @@ func (w *addrWatch) of(p netip.Prefix) []string {
 // and whether it is permanent; found is false if p is not there.
 func lifetimeOf(t *testing.T, h *netlink.Handle, p netip.Prefix) (valid, preferred int, permanent, found bool) {
 	t.Helper()
-	link, err := h.LinkByName("eth0")
+	return lifetimeOn(t, h, "eth0", p)
+}
+
+// lifetimeOn is lifetimeOf on the interface named ifname.
+func lifetimeOn(t *testing.T, h *netlink.Handle, ifname string, p netip.Prefix) (valid, preferred int, permanent, found bool) {
+	t.Helper()
+	link, err := h.LinkByName(ifname)
 	if err != nil {
 		t.Fatal(err)
 	}

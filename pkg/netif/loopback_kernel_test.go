@@ -123,3 +123,49 @@ func (w *localRoutes) wait(t *testing.T, a netip.Addr) bool {
 	}
 	return true
 }
+
+// TestKernelPutOnLoopback binds VIPs on lo with Put, as the routed
+// dataplane does: each is a permanent local address, Put again changes
+// nothing, a lifetime BindFor gave is made permanent, and Unbind removes it.
+func TestKernelPutOnLoopback(t *testing.T) {
+	ns, h := fixture(t)
+	routes := watchLocalRoutes(t, ns)
+	lo, err := netif.OpenWith(h, "lo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	vips := []netip.Addr{netip.MustParseAddr("198.18.0.200"), netip.MustParseAddr("fd00:1ab::200")}
+	if _, err := lo.BindFor(vips[0], time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		for _, a := range vips {
+			if err := lo.Put(a); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for _, a := range vips {
+		if !routes.wait(t, a) {
+			t.Errorf("%s is not local after Put", a)
+		}
+		if _, _, permanent, found := lifetimeOn(t, h, "lo", netip.PrefixFrom(a, a.BitLen())); !found || !permanent {
+			t.Errorf("%s after Put: found %t, permanent %t; want permanent", a, found, permanent)
+		}
+	}
+	got, err := lo.Addrs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(vips, got, cmpAddr); diff != "" {
+		t.Errorf("lo's host prefixes after Put (-want +got):\n%s", diff)
+	}
+	for _, a := range vips {
+		if removed, err := lo.Unbind(a); err != nil || !removed {
+			t.Errorf("Unbind(%s) = %t, %v; want true, nil", a, removed, err)
+		}
+	}
+	if err := lo.Put(netip.MustParseAddr("127.0.0.5")); err == nil {
+		t.Error("Put(127.0.0.5) on lo succeeded")
+	}
+}

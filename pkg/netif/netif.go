@@ -161,6 +161,30 @@ func (l *Link) BindForIn(s *Snapshot, a netip.Addr, lifetime time.Duration) (add
 	return !found, nil
 }
 
+// Put binds a on the interface as a permanent host prefix (/32 or /128,
+// IPv6 with IFA_F_NODAD) with one netlink request and no read of the
+// interface's addresses: for a caller that binds many addresses one at a
+// time and need not know whether each was there (Bind tells, at the cost
+// of a dump). A lifetime BindFor gave a is made permanent. Unlike Bind, Put
+// adds the host prefix even when a is on the interface with a shorter
+// prefix (the kernel keeps both; Unbind removes only the host prefix). The
+// zero Addr, an unspecified, multicast, loopback or zoned address is
+// rejected.
+func (l *Link) Put(a netip.Addr) error {
+	p, err := hostPrefix(a)
+	if err != nil {
+		return fmt.Errorf("netif: put on %s: %w", l.Name(), err)
+	}
+	na := &netlink.Addr{IPNet: ipNet(p)}
+	if p.Addr().Is6() {
+		na.Flags = unix.IFA_F_NODAD
+	}
+	if err := l.h.AddrReplace(l.link, na); err != nil {
+		return fmt.Errorf("netif: put %s on %s: %w", p, l.Name(), err)
+	}
+	return nil
+}
+
 // lifetimeSeconds converts a lifetime to the kernel's whole seconds,
 // rounding down; 0 stays 0 (permanent).
 func lifetimeSeconds(d time.Duration) (int, error) {

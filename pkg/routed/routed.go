@@ -27,7 +27,7 @@ type Guard interface {
 
 // Local binds host addresses on the node (netif on lo).
 type Local interface {
-	Bind(a netip.Addr) (bool, error)
+	Put(a netip.Addr) error
 	Unbind(a netip.Addr) (bool, error)
 }
 
@@ -181,13 +181,14 @@ func (d *Dataplane) makeLocal(a netip.Addr) error {
 	if d.local == nil {
 		return nil
 	}
-	if err := journal.Save(d.cfg.Journal, d.sortedLocked()); err != nil {
+	all := d.sortedLocked()
+	if err := journal.Save(d.cfg.Journal, all); err != nil {
 		d.cfg.Log.Warn("cannot write the routed journal", "err", err)
 	}
-	if err := d.guard.Set(d.sortedLocked()); err != nil {
+	if err := d.guard.Set(all); err != nil {
 		return fmt.Errorf("hide %s from ARP: %w", a, err)
 	}
-	if _, err := d.local.Bind(a); err != nil {
+	if err := d.local.Put(a); err != nil {
 		return fmt.Errorf("bind %s on lo: %w", a, err)
 	}
 	return nil
@@ -199,8 +200,9 @@ func (d *Dataplane) unmakeLocal(a netip.Addr) error {
 		return nil
 	}
 	_, err := d.local.Unbind(a)
-	errs := []error{err, d.guard.Set(d.sortedLocked())}
-	if err := journal.Save(d.cfg.Journal, d.sortedLocked()); err != nil {
+	all := d.sortedLocked()
+	errs := []error{err, d.guard.Set(all)}
+	if err := journal.Save(d.cfg.Journal, all); err != nil {
 		d.cfg.Log.Warn("cannot write the routed journal", "err", err)
 	}
 	if err := errors.Join(errs...); err != nil {

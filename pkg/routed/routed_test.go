@@ -33,9 +33,9 @@ func (w *world) Set(addrs []netip.Addr) error {
 	return nil
 }
 
-func (w *world) Bind(a netip.Addr) (bool, error) {
+func (w *world) Put(a netip.Addr) error {
 	w.calls = append(w.calls, "bind "+a.String())
-	return true, nil
+	return nil
 }
 
 func (w *world) Unbind(a netip.Addr) (bool, error) {
