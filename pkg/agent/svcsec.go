@@ -19,19 +19,26 @@ type Firewall interface {
 }
 
 // applyFirewall guards every address up on this node with the ports of the
-// Services claiming it, when that changed.
+// Services claiming it, when that changed (one pass over the Services, not
+// one per address: it runs on every sync).
 func (a *Agent) applyFirewall() error {
 	if a.fw == nil {
 		return nil
 	}
 	want := map[netip.Addr][]svcsec.Port{}
 	for _, ip := range a.dp.Bound() {
-		var ports []svcsec.Port
-		for _, st := range a.states {
-			if st.uses(ip) {
-				ports = append(ports, fwPorts(st.ports)...)
+		want[ip] = nil
+	}
+	for _, st := range a.states {
+		for _, used := range [][]netip.Addr{st.addrs, st.dhcpAddrs} {
+			for _, ip := range used {
+				if ports, ok := want[ip]; ok {
+					want[ip] = append(ports, fwPorts(st.ports)...)
+				}
 			}
 		}
+	}
+	for ip, ports := range want {
 		slices.SortFunc(ports, func(x, y svcsec.Port) int { return int(x.Proto)<<16 + int(x.Port) - (int(y.Proto)<<16 + int(y.Port)) })
 		want[ip] = slices.Compact(ports)
 	}

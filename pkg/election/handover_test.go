@@ -96,21 +96,32 @@ func TestSuccessor(t *testing.T) {
 	check("last renewal 2.1s ago", map[Key]got{toNode2: {"", false}})
 }
 
-// advance moves the clock to until in 100 ms steps, letting the races renew
-// on the way, and waits for the renewal due at until (a whole second after
-// t0), calling each after every step.
+// advance moves the clock to until in 100 ms steps, calling each after
+// every step, and at every whole second after t0 (until is one) waits for
+// the renewals due then to be sent before stepping on: a renewal the busy
+// machine sent after a later step would carry that step's time, and every
+// renewal after it would drift off the whole seconds.
 func advance(n *node, clk *clocktest.Fake, until time.Time, each func()) {
 	n.t.Helper()
 	for clk.Now().Before(until) {
 		clk.Step(100 * time.Millisecond)
 		each()
-		time.Sleep(2 * time.Millisecond)
+		time.Sleep(2 * time.Millisecond) // the watch delivers what each wrote
+		if now := clk.Now(); now.Sub(t0)%time.Second == 0 {
+			n.waitRenewedAt(now)
+		}
 	}
-	n.waitFor("renewals at "+until.Sub(t0).String(), func() bool {
+}
+
+// waitRenewedAt waits until every Lease n holds was last renewed by a
+// request sent at at.
+func (n *node) waitRenewedAt(at time.Time) {
+	n.t.Helper()
+	n.waitFor("renewals at "+at.Sub(t0).String(), func() bool {
 		n.e.mu.Lock()
 		defer n.e.mu.Unlock()
 		for _, r := range n.e.races {
-			if r.held && !r.term.Deadline.Equal(until.Add(n.e.cfg.RenewDeadline)) {
+			if r.held && !r.term.Deadline.Equal(at.Add(n.e.cfg.RenewDeadline)) {
 				return false
 			}
 		}
