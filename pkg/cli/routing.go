@@ -75,7 +75,9 @@ func routesJournal(stateFile string) string {
 
 // localRouted makes advertised addresses local (lo) and hidden from ARP.
 func (m *manager) localRouted(cfg routed.Config, sp *bgp.Speaker) error {
-	conn, err := nftables.New()
+	// One netlink socket for the agent's life (closed with the process),
+	// not one per request: the guard changes once per VIP.
+	conn, err := nftables.New(nftables.AsLasting())
 	if err != nil {
 		return fmt.Errorf("nftables: %w", err)
 	}

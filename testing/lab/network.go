@@ -42,6 +42,11 @@ type Options struct {
 type Network struct {
 	ID      string
 	Dir     string // run directory for logs, leases and configs
+	// StateDir holds the agents' journals (vigil_state_file): on tmpfs
+	// (/dev/shm) when there is one, as /run/vigil is on a node, for a
+	// journal on a disk costs each new VIP milliseconds of open and rename
+	// that no node pays; otherwise Dir.
+	StateDir string
 	LAN     string // namespace holding the bridge
 	Nodes   []*Host
 	Client  *Host
@@ -83,12 +88,15 @@ func NewNetwork(ctx context.Context, dir string, opts Options) (n *Network, err 
 	if dir, err = os.MkdirTemp(dir, "net-"); err != nil {
 		return nil, err
 	}
-	n = &Network{ID: id, Dir: dir}
+	n = &Network{ID: id, Dir: dir, StateDir: dir}
 	defer func() {
 		if err != nil {
 			n.Close()
 		}
 	}()
+	if err := n.tmpfsState(); err != nil {
+		return nil, err
+	}
 	ns := func(role string) string { return nsPrefix + id + "-" + role }
 
 	n.LAN = ns("lan")
@@ -313,6 +321,9 @@ func (n *Network) Close() {
 	for _, p := range procs {
 		p.Kill()
 	}
+	if n.StateDir != n.Dir {
+		os.RemoveAll(n.StateDir)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	for i := len(namespaces) - 1; i >= 0; i-- {
@@ -320,6 +331,20 @@ func (n *Network) Close() {
 			fmt.Fprintf(os.Stderr, "lab: delete namespace %s: %v\n", namespaces[i], err)
 		}
 	}
+}
+
+// tmpfsState moves StateDir to a directory of its own on /dev/shm, if the
+// machine has it, removed with the network.
+func (n *Network) tmpfsState() error {
+	if st, err := os.Stat("/dev/shm"); err != nil || !st.IsDir() {
+		return nil // no tmpfs to mirror /run/vigil with: the run directory
+	}
+	dir, err := os.MkdirTemp("/dev/shm", "vigil-lab-state-")
+	if err != nil {
+		return fmt.Errorf("lab: state directory on /dev/shm: %w", err)
+	}
+	n.StateDir = dir // removed by Close, once the agents are gone
+	return nil
 }
 
 // ipBatch runs ip commands inside namespace ns in one process.

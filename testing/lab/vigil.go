@@ -49,9 +49,9 @@ type AgentOptions struct {
 
 // StartAgent runs `vigil manager` in h's namespace, configured the way a
 // kube-vip user would: environment variables only. Its VIP journal lives in
-// the run directory, per node, so it survives restarts of the agent.
+// the network's StateDir, per node, so it survives restarts of the agent.
 func (n *Network) StartAgent(h *Host, o AgentOptions) (*Proc, error) {
-	state, argv := filepath.Join(n.Dir, h.Name+".vips.json"), []string{o.Binary, "manager"}
+	state, argv := filepath.Join(n.StateDir, h.Name+".vips.json"), []string{o.Binary, "manager"}
 	if o.Root != "" {
 		state = "/" + h.Name + ".vips.json"
 		argv = append([]string{"unshare", "--mount", "--propagation", "private", "sh", "-c",
