@@ -618,7 +618,12 @@ most one interval plus one dump (well under 1 ms for a few routes).
   on the same CPUs as the agents; the second is vigil's own lag. Then every agent gets
   SIGTERM (all routes go) and all three are started again with the 1,000 Services in
   place (**cold start**): clock from the first start to all 1,000 routes ECMP again —
-  the API list, the BGP sessions and the routes, with no API writes in the way.
+  the API list, the BGP sessions and the routes, with no API writes in the way. GoBGP dials a
+  configured peer for the first time 1.5–2 s after it is added (its connect loop
+  waits 0.75–1 × a fixed 2 s before the first attempt), so no cold start beats that;
+  routes are queued meanwhile. The three agents share the lab's 2 CPUs and the
+  kernel's one RTNL lock (every VIP is an address on each node's lo), which three
+  real nodes would not. Agents keep their journals on tmpfs, as ` + "`/run/vigil`" + ` is on a node.
 - **RSS**: VmRSS from ` + "`/proc/<pid>/status`" + ` of each agent process (one sample per
   agent): with sessions up before any Service, and at the moment the 1,000th route is
   complete, split into RssAnon (the process's own memory: heap, stacks) and RssFile

@@ -40,18 +40,18 @@ type Options struct {
 // Network is one lab topology: a LAN namespace with bridge br0, nodes, a
 // client, a gateway (LAN 198.18.0.1, WAN 198.19.0.1) and a WAN host.
 type Network struct {
-	ID      string
-	Dir     string // run directory for logs, leases and configs
+	ID  string
+	Dir string // run directory for logs, leases and configs
 	// StateDir holds the agents' journals (vigil_state_file): on tmpfs
 	// (/dev/shm) when there is one, as /run/vigil is on a node, for a
 	// journal on a disk costs each new VIP milliseconds of open and rename
 	// that no node pays; otherwise Dir.
 	StateDir string
-	LAN     string // namespace holding the bridge
-	Nodes   []*Host
-	Client  *Host
-	Gateway *Host
-	WAN     *Host
+	LAN      string // namespace holding the bridge
+	Nodes    []*Host
+	Client   *Host
+	Gateway  *Host
+	WAN      *Host
 
 	mu         sync.Mutex
 	namespaces []string
