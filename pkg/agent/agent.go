@@ -95,6 +95,8 @@ type Elector interface {
 	ResignAll(context.Context) error
 	Leading(election.Key) bool
 	HeldByOther(election.Key) bool
+	// Observed: the Lease is in the elector's cache, whoever holds it.
+	Observed(election.Key) bool
 	Term(election.Key) (election.Term, bool)
 }
 

@@ -51,6 +51,7 @@ type fakeElector struct {
 	log         *callLog
 	leading     map[election.Key]bool
 	heldByOther map[election.Key]bool
+	unseen      map[election.Key]bool // Leases not in the elector's cache
 	campaigning map[election.Key]bool
 	successor   map[election.Key]string // Successor's answers (absent: none)
 }
@@ -95,6 +96,8 @@ func (e *fakeElector) Term(k election.Key) (election.Term, bool) {
 var termExpiry = time.Date(2030, 1, 1, 0, 0, 5, 0, time.UTC)
 
 func (e *fakeElector) HeldByOther(k election.Key) bool { return e.heldByOther[k] }
+
+func (e *fakeElector) Observed(k election.Key) bool { return !e.unseen[k] }
 
 // fakeDataplane implements Dataplane. It logs only what changes the node:
 // an Up of an address not bound, a Down of one that is (the agent calls
@@ -319,7 +322,7 @@ func newFixtureOn(t *testing.T, cfg Config, client *fake.Clientset) *fixture {
 	log := &callLog{}
 	f := &fixture{
 		t: t, ctx: t.Context(), client: client, log: log,
-		el: &fakeElector{log: log, leading: map[election.Key]bool{}, heldByOther: map[election.Key]bool{}, campaigning: map[election.Key]bool{}, successor: map[election.Key]string{}},
+		el: &fakeElector{log: log, leading: map[election.Key]bool{}, heldByOther: map[election.Key]bool{}, unseen: map[election.Key]bool{}, campaigning: map[election.Key]bool{}, successor: map[election.Key]string{}},
 		dp: &fakeDataplane{log: log, bound: map[netip.Addr]bool{}},
 		m:  &fakeMetrics{}, rec: record.NewFakeRecorder(100),
 	}

@@ -523,9 +523,16 @@ func (a *Agent) leaseInUse(k election.Key) bool {
 // held. Only the API server's own answer that the Service is gone counts;
 // deleting a live holder's Lease would let another node create it and
 // announce beside the holder (a chaos run caught exactly that).
+//
+// Nothing is asked of the API server for a key whose Lease this node's
+// cache does not hold: an EndpointSlice synced before its Service (1,000
+// of them when Services are created in bulk) would otherwise cost a
+// throttled GET each on the sync path, holding up every other Service. A
+// Lease the cache receives later syncs its Service's key again
+// (LeaseChanged), so a late one is still cleaned up.
 func (a *Agent) cleanUpLease(ctx context.Context, key string) error {
 	own := perServiceLease(key)
-	if a.janitor == nil || a.elector.Campaigning(own) || a.elector.HeldByOther(own) ||
+	if a.janitor == nil || !a.elector.Observed(own) || a.elector.Campaigning(own) || a.elector.HeldByOther(own) ||
 		(a.cfg.Namespace != "" && own.Namespace != a.cfg.Namespace) {
 		return nil
 	}

@@ -355,6 +355,13 @@ func (e *Elector) HeldByOther(key Key) bool {
 	return ok && valid(e.asSeen(o), e.clock.Now()) && !e.mine(o)
 }
 
+// Observed reports whether key's Lease is in this node's cache of Leases
+// (its informer), whoever holds it.
+func (e *Elector) Observed(key Key) bool {
+	_, err := e.lister.Leases(key.Namespace).Get(key.Name)
+	return err == nil
+}
+
 // Campaign makes this node a candidate for key. It is idempotent. Before
 // Run (or while Run waits for its cache) the candidacy is queued and starts
 // with Run; after Run returned it does nothing.

@@ -261,6 +261,13 @@ func (e *Elector) HeldByOther(key election.Key) bool {
 	return !dead
 }
 
+// Observed reports whether key's Lease is in this node's cache of Leases
+// (its informer), whoever holds it.
+func (e *Elector) Observed(key election.Key) bool {
+	_, err := e.lister.Leases(key.Namespace).Get(key.Name)
+	return err == nil
+}
+
 // Resign ends the candidacy for key and releases its Lease if this node
 // holds it. Withdraw the VIP first.
 func (e *Elector) Resign(ctx context.Context, key election.Key) error {
