@@ -20,13 +20,7 @@ import (
 // announced by BGP only: they become local addresses of the node (a local
 // route), ::1 stays out of Addrs and cannot be unbound.
 func TestKernelBindOnLoopback(t *testing.T) {
-	ns, h := fixture(t)
-	routes := watchLocalRoutes(t, ns)
-	lo, err := netif.OpenWith(h, "lo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	vips := []netip.Addr{netip.MustParseAddr("198.18.0.200"), netip.MustParseAddr("fd00:1ab::200")}
+	h, lo, routes, vips := loopbackFixture(t)
 
 	type result struct {
 		Before, Bound, After []netip.Addr
@@ -75,6 +69,19 @@ func TestKernelBindOnLoopback(t *testing.T) {
 	if err != nil || len(rs) != 1 || rs[0].Type != unix.RTN_LOCAL {
 		t.Errorf("::1 is no longer local after the test: %v %v", rs, err)
 	}
+}
+
+// loopbackFixture opens lo in a fresh namespace, watching its local routes,
+// with an IPv4 and an IPv6 VIP to bind there.
+func loopbackFixture(t *testing.T) (*netlink.Handle, *netif.Link, *localRoutes, []netip.Addr) {
+	t.Helper()
+	ns, h := fixture(t)
+	routes := watchLocalRoutes(t, ns)
+	lo, err := netif.OpenWith(h, "lo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h, lo, routes, []netip.Addr{netip.MustParseAddr("198.18.0.200"), netip.MustParseAddr("fd00:1ab::200")}
 }
 
 // localRoutes collects the local routes the kernel adds in a namespace.
@@ -128,13 +135,7 @@ func (w *localRoutes) wait(t *testing.T, a netip.Addr) bool {
 // dataplane does: each is a permanent local address, Put again changes
 // nothing, a lifetime BindFor gave is made permanent, and Unbind removes it.
 func TestKernelPutOnLoopback(t *testing.T) {
-	ns, h := fixture(t)
-	routes := watchLocalRoutes(t, ns)
-	lo, err := netif.OpenWith(h, "lo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	vips := []netip.Addr{netip.MustParseAddr("198.18.0.200"), netip.MustParseAddr("fd00:1ab::200")}
+	h, lo, routes, vips := loopbackFixture(t)
 	if _, err := lo.BindFor(vips[0], time.Minute); err != nil {
 		t.Fatal(err)
 	}
