@@ -93,6 +93,7 @@ func (g *Guard) read(want []netip.Addr) ([]netip.Addr, bool, error) {
 	elems, err := elements(g.conn, s)
 	return elems, err == nil, err
 }
+
 // Close deletes vigil's table, so every address is answered again as the
 // kernel's sysctls say, and makes later calls to Set fail. Closing twice is
 // not an error. Close does not close the nftables.Conn.
