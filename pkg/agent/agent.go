@@ -140,6 +140,9 @@ type Router interface {
 	Advertised() []netip.Addr
 	// Peers counts this node's BGP sessions that are established.
 	Peers() int
+	// Check repairs what someone else changed of the node's routing
+	// state (the ARP guard); called on every resync.
+	Check() error
 }
 
 // Policy says how the addresses of a pool leave the node (MetalLB's

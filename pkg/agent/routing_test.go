@@ -4,12 +4,15 @@ import (
 	"context"
 	"net/netip"
 	"slices"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/vigil-lb/vigil/internal/clock/clocktest"
 	"github.com/vigil-lb/vigil/pkg/kube"
 	"github.com/vigil-lb/vigil/pkg/plan"
 )
@@ -20,7 +23,10 @@ type fakeRouter struct {
 	sessions int // established (Peers)
 	adv      map[netip.Addr]bool
 	calls    map[netip.Addr]int // Advertise calls per address
+	checks   atomic.Int32       // Check calls
 }
+
+func (r *fakeRouter) Check() error { r.checks.Add(1); return nil }
 
 func (r *fakeRouter) Advertise(_ context.Context, a netip.Addr, _ string) error {
 	if r.calls == nil {
@@ -262,5 +268,35 @@ func TestRoutesFollowAdvertisements(t *testing.T) {
 	}
 	if diff := cmp.Diff([]string{"advertise " + vip10}, f.log.take()); diff != "" {
 		t.Errorf("calls (-want +got):\n%s", diff)
+	}
+}
+
+// Every resync (30 s) has the BGP dataplane check its ARP guard, which
+// trusts its own writes in between.
+func TestResyncChecksRouter(t *testing.T) {
+	f, r := bgpFixture(t, plan.RoutingECMP, false)
+	clk := clocktest.New(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
+	resets := make(chan time.Time, 16)
+	clk.OnReset(func(at time.Time) { resets <- at })
+	f.a.clock = clk
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { defer close(done); f.a.tick(ctx) }()
+	for range 2 { // the refresh and resync timers are armed
+		<-resets
+	}
+	clk.Step(f.a.resyncPeriod)
+	timeout := time.After(5 * time.Second)
+	for r.checks.Load() == 0 {
+		select {
+		case <-resets: // the tick re-arms a timer after each round
+		case <-timeout:
+			t.Fatal("no Check within 5 s of a resync period")
+		}
+	}
+	cancel()
+	<-done
+	if got := r.checks.Load(); got != 1 {
+		t.Errorf("Check calls after one resync period = %d, want 1", got)
 	}
 }

@@ -80,11 +80,22 @@ func (a *Agent) tick(ctx context.Context) {
 			refresh.Reset(a.clock.Now().Add(refreshPeriod))
 		case <-resync.C():
 			a.enqueueAll()
+			a.checkRouter()
 			resync.Reset(a.clock.Now().Add(a.resyncPeriod))
 		case <-rebalance.C():
 			a.rebalanceOne()
 			rebalance.Reset(a.clock.Now().Add(a.cfg.Rebalance))
 		}
+	}
+}
+
+// checkRouter has the BGP dataplane repair what someone else changed.
+func (a *Agent) checkRouter() {
+	if a.router == nil {
+		return
+	}
+	if err := a.router.Check(); err != nil {
+		a.log.Warn("BGP dataplane check failed", "node", a.cfg.NodeName, "err", err)
 	}
 }
 

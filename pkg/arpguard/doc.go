@@ -30,16 +30,17 @@
 // sends, not those a program writes to a packet socket (gratuitous ARP
 // from package announce), so the guard never hides an ARP announcement.
 //
-// Set is level-triggered: it reads the table's shape back from the kernel
-// every time, so a table that was deleted or altered by someone else (nft
-// flush ruleset, a previous run of the agent that crashed) is repaired by
-// the next Set. When the table is absent or not exactly as Set writes it,
-// Set replaces it in one nftables transaction (add, delete, add again):
-// there is no instant without the rules. Otherwise it adds and deletes only
-// the elements that differ from its last write; a Set with the addresses it
-// wrote last reads the elements back too, and repairs an element someone
-// else added or deleted. Set with no IPv4 address deletes the table; Close
-// and Cleanup delete it too, whether or not it exists.
+// Set writes only what differs from its last write, in one nftables
+// transaction, and reads the table back when that write fails, when it
+// does not know what it wrote, and on a check — a Set with the addresses it
+// wrote last, which the owner makes now and then (pkg/routed's Check, on
+// the agent's periodic resync). So a table that was deleted or altered by
+// someone else (nft flush ruleset, a previous run of the agent that
+// crashed) is repaired at the latest by the next check. When the table is
+// absent or not exactly as Set writes it, Set replaces it in one
+// transaction (add, delete, add again): there is no instant without the
+// rules. Set with no IPv4 address deletes the table; Close and Cleanup
+// delete it too, whether or not it exists.
 //
 // IPv6 needs no guard: the kernel answers a neighbour solicitation only for
 // an address on the interface that received it (ndisc_recv_ns looks the

@@ -43,12 +43,14 @@ func New(conn *nftables.Conn) *Guard {
 // The zero Addr, an unspecified or a multicast address is an error and
 // changes nothing.
 //
-// Set reads the table's shape (chain, rules, set) back every time; the
-// set's elements only when addrs are the ones it wrote last (a check: an
-// element someone else added or deleted is repaired) or when it does not
-// know what it wrote. A Set that changes the elements adds and deletes
-// what differs from its last write, so a thousand VIPs added one by one
-// cost a thousand small writes, not a thousand reads of a growing set.
+// A Set that changes the elements trusts the guard's last write: it adds
+// and deletes what differs from it, in one transaction, reading nothing
+// back — a thousand VIPs added one by one cost a thousand small writes, not
+// a thousand reads of a growing table. If that write fails (the table or
+// the set is gone, an element changed behind the guard's back), or the
+// guard does not know what it wrote (the first Set, a failed one), or addrs
+// are the ones it wrote last (a check, which the owner makes now and
+// then), Set reads the whole table back and repairs it.
 func (g *Guard) Set(addrs []netip.Addr) error {
 	want, err := wanted(addrs)
 	if err != nil {
@@ -63,35 +65,39 @@ func (g *Guard) Set(addrs []netip.Addr) error {
 		g.known = false
 		return remove(g.conn)
 	}
-	have, intact, err := g.read(want)
+	if g.known && !slices.Equal(g.wrote, want) {
+		add, del := diff(g.wrote, want)
+		if update(g.conn, add, del) == nil {
+			g.wrote = want
+			return nil
+		}
+		// Not as written: read it back and repair it below.
+	}
 	g.known = false // until this write has landed
+	if err := g.repair(want); err != nil {
+		return err
+	}
+	g.wrote, g.known = want, true
+	return nil
+}
+
+// repair reads vigil's table back and makes its elements want: rebuilt
+// when it is absent or altered, else only the elements that differ; mu
+// must be held.
+func (g *Guard) repair(want []netip.Addr) error {
+	s, err := shape(g.conn)
 	switch {
 	case err != nil:
 		return err
-	case !intact:
-		err = rebuild(g.conn, want)
-	default:
-		add, del := diff(have, want)
-		err = update(g.conn, add, del)
+	case s == nil:
+		return rebuild(g.conn, want)
 	}
-	if err == nil {
-		g.wrote, g.known = want, true
+	have, err := elements(g.conn, s)
+	if err != nil {
+		return err
 	}
-	return err
-}
-
-// read returns the set's elements (as last written, or read back) and
-// whether the table is intact; mu must be held.
-func (g *Guard) read(want []netip.Addr) ([]netip.Addr, bool, error) {
-	s, err := shape(g.conn)
-	if err != nil || s == nil {
-		return nil, false, err
-	}
-	if g.known && !slices.Equal(g.wrote, want) {
-		return g.wrote, true, nil
-	}
-	elems, err := elements(g.conn, s)
-	return elems, err == nil, err
+	add, del := diff(have, want)
+	return update(g.conn, add, del)
 }
 
 // Close deletes vigil's table, so every address is answered again as the

@@ -482,7 +482,8 @@ func joined(as []netip.Addr) string {
 // it: each Set writes only what differs from its last write, and the set
 // holds exactly the addresses of the last Set. An element deleted behind
 // the guard's back is put back by the next Set that changes nothing (a
-// check), not by one that adds another address.
+// check), not by one that adds another address; a table deleted behind
+// its back makes the next write fail, and that Set rebuilds it.
 func TestKernelSetOneByOne(t *testing.T) {
 	node, _ := lab(t)
 	g := arpguard.New(conn(t, node))
@@ -521,6 +522,17 @@ func TestKernelSetOneByOne(t *testing.T) {
 	}
 	if diff := cmp.Diff(all, setElements(t, node), cmpopts.EquateComparable(netip.Addr{})); diff != "" {
 		t.Errorf("after a check (-want +got):\n%s", diff)
+	}
+	// A write that fails (the table is gone) is followed by a repair.
+	if out, code := run(t, node, "nft", "delete", "table", "arp", "vigil"); code != 0 {
+		t.Fatalf("nft delete table: %s", out)
+	}
+	all = append(all, netip.MustParseAddr("198.18.2.2"))
+	if err := g.Set(all); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(all, setElements(t, node), cmpopts.EquateComparable(netip.Addr{})); diff != "" {
+		t.Errorf("after the table was deleted and a Set added an address (-want +got):\n%s", diff)
 	}
 	if err := g.Close(); err != nil {
 		t.Fatal(err)

@@ -152,6 +152,21 @@ func (d *Dataplane) setPrefixes(ctx context.Context, a netip.Addr, now []netip.P
 	return errors.Join(errs...)
 }
 
+// Check reads the ARP guard back and repairs what someone else changed
+// (the guard trusts its own writes between checks); the owner calls it now
+// and then.
+func (d *Dataplane) Check() error {
+	if d.local == nil {
+		return nil
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err := d.guard.Set(d.sortedLocked()); err != nil {
+		return fmt.Errorf("check the ARP guard: %w", err)
+	}
+	return nil
+}
+
 // Peers counts the node's established BGP sessions.
 func (d *Dataplane) Peers() int {
 	if d.cfg.Peers == nil {

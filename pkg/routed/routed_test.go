@@ -88,6 +88,28 @@ func TestOrder(t *testing.T) {
 	}
 }
 
+// Check has the guard read itself back with what is advertised (it trusts
+// its own writes in between); without lo and a guard there is nothing to
+// check.
+func TestCheck(t *testing.T) {
+	w := &world{}
+	d := routed.New(routed.Config{}, w, w, w)
+	a := netip.MustParseAddr("198.18.0.200")
+	if err := d.Advertise(t.Context(), a, ""); err != nil {
+		t.Fatal(err)
+	}
+	w.take()
+	if err := d.Check(); err != nil {
+		t.Fatal(err)
+	}
+	if err := routed.New(routed.Config{}, w, nil, nil).Check(); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"hide [198.18.0.200]"}, w.take()); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+}
+
 // Without lo and a guard (L2 also on, or kube-proxy makes it local), only
 // routes change.
 func TestAdvertiseOnly(t *testing.T) {
