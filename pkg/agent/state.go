@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"iter"
 	"net/netip"
 	"slices"
 	"time"
@@ -82,4 +83,17 @@ func (st *serviceState) once(msg string) bool {
 // or leased by DHCP.
 func (st *serviceState) uses(ip netip.Addr) bool {
 	return slices.Contains(st.addrs, ip) || slices.Contains(st.dhcpAddrs, ip)
+}
+
+// used yields the Service's addresses here: asked for, then leased by DHCP.
+func (st *serviceState) used() iter.Seq[netip.Addr] {
+	return func(yield func(netip.Addr) bool) {
+		for _, used := range [...][]netip.Addr{st.addrs, st.dhcpAddrs} {
+			for _, ip := range used {
+				if !yield(ip) {
+					return
+				}
+			}
+		}
+	}
 }

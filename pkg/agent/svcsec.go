@@ -30,11 +30,9 @@ func (a *Agent) applyFirewall() error {
 		want[ip] = nil
 	}
 	for _, st := range a.states {
-		for _, used := range [][]netip.Addr{st.addrs, st.dhcpAddrs} {
-			for _, ip := range used {
-				if ports, ok := want[ip]; ok {
-					want[ip] = append(ports, fwPorts(st.ports)...)
-				}
+		for ip := range st.used() {
+			if ports, ok := want[ip]; ok {
+				want[ip] = append(ports, fwPorts(st.ports)...)
 			}
 		}
 	}

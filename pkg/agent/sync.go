@@ -424,18 +424,16 @@ func (a *Agent) terms(ips ...netip.Addr) map[netip.Addr]addrTerm {
 		}
 		leading := a.elector.Leading(st.lease)
 		t, ok := a.elector.Term(st.lease)
-		for _, used := range [][]netip.Addr{st.addrs, st.dhcpAddrs} {
-			for _, ip := range used {
-				cur, asked := out[ip]
-				if !asked {
-					continue
-				}
-				cur.led = cur.led || leading
-				if ok && t.Expiry.After(cur.expiry) {
-					cur.expiry = t.Expiry
-				}
-				out[ip] = cur
+		for ip := range st.used() {
+			cur, asked := out[ip]
+			if !asked {
+				continue
 			}
+			cur.led = cur.led || leading
+			if ok && t.Expiry.After(cur.expiry) {
+				cur.expiry = t.Expiry
+			}
+			out[ip] = cur
 		}
 	}
 	return out
@@ -444,11 +442,9 @@ func (a *Agent) terms(ips ...netip.Addr) map[netip.Addr]addrTerm {
 // usesAny reports whether st uses one of the addresses of asked (so the
 // elector is asked only about Services that matter).
 func usesAny(st *serviceState, asked map[netip.Addr]addrTerm) bool {
-	for _, used := range [][]netip.Addr{st.addrs, st.dhcpAddrs} {
-		for _, ip := range used {
-			if _, ok := asked[ip]; ok {
-				return true
-			}
+	for ip := range st.used() {
+		if _, ok := asked[ip]; ok {
+			return true
 		}
 	}
 	return false

@@ -148,13 +148,7 @@ func (l *Link) BindForIn(s *Snapshot, a netip.Addr, lifetime time.Duration) (add
 	case found && secs == 0 && cur.permanent:
 		return false, nil
 	}
-	na := &netlink.Addr{IPNet: ipNet(p), ValidLft: secs, PreferedLft: secs}
-	if p.Addr().Is6() {
-		na.Flags = unix.IFA_F_NODAD
-	}
-	// Replace creates the address if it is missing and otherwise changes
-	// its lifetime in place; without a lifetime it makes it permanent.
-	if err := l.h.AddrReplace(l.link, na); err != nil {
+	if err := l.replaceHost(p, secs); err != nil {
 		return false, fmt.Errorf("netif: bind %s on %s: %w", p, l.Name(), err)
 	}
 	s.addrs[p.Addr()] = present{Prefix: p, permanent: secs == 0}
@@ -175,14 +169,22 @@ func (l *Link) Put(a netip.Addr) error {
 	if err != nil {
 		return fmt.Errorf("netif: put on %s: %w", l.Name(), err)
 	}
-	na := &netlink.Addr{IPNet: ipNet(p)}
-	if p.Addr().Is6() {
-		na.Flags = unix.IFA_F_NODAD
-	}
-	if err := l.h.AddrReplace(l.link, na); err != nil {
+	if err := l.replaceHost(p, 0); err != nil {
 		return fmt.Errorf("netif: put %s on %s: %w", p, l.Name(), err)
 	}
 	return nil
+}
+
+// replaceHost puts host prefix p on the interface with a lifetime of secs
+// seconds (0: permanent), IPv6 without duplicate address detection.
+// Replace creates the address if it is missing and otherwise changes its
+// lifetime in place; without a lifetime it makes it permanent.
+func (l *Link) replaceHost(p netip.Prefix, secs int) error {
+	na := &netlink.Addr{IPNet: ipNet(p), ValidLft: secs, PreferedLft: secs}
+	if p.Addr().Is6() {
+		na.Flags = unix.IFA_F_NODAD
+	}
+	return l.h.AddrReplace(l.link, na)
 }
 
 // lifetimeSeconds converts a lifetime to the kernel's whole seconds,

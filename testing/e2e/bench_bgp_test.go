@@ -35,10 +35,7 @@ import (
 // is set; VIGIL_BENCH_RUNS (default 10) sets the runs per scenario (the
 // 1,000-VIP case runs about a third as often, at least once).
 func TestBenchBGP(t *testing.T) {
-	out := os.Getenv("VIGIL_BENCH_OUT")
-	if out == "" {
-		t.Skip("benchmark: set VIGIL_BENCH_OUT=<file> (make bench-bgp)")
-	}
+	out := benchOut(t, "make bench-bgp")
 	runs := benchRuns(t, 10)
 	big := max(1, runs*3/10)
 	loadBefore := loadAvg()

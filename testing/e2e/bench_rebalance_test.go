@@ -18,10 +18,7 @@ import (
 // nowhere (sampled every 5 ms) summed up in a table written to
 // $VIGIL_BENCH_OUT. It only runs when that variable is set.
 func TestBenchRebalance(t *testing.T) {
-	out := os.Getenv("VIGIL_BENCH_OUT")
-	if out == "" {
-		t.Skip("benchmark: set VIGIL_BENCH_OUT=<file> (make bench-rebalance)")
-	}
+	out := benchOut(t, "make bench-rebalance")
 	runs := benchRuns(t, 5)
 	var b strings.Builder
 	b.WriteString(rebalancePreamble)

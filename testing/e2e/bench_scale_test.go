@@ -34,10 +34,7 @@ import (
 // variables, e.g. "vigil_election_mode=node vip_leaseduration=1s"). It only
 // runs with VIGIL_BENCH_OUT set, and writes that file only if every row ran.
 func TestBenchScale(t *testing.T) {
-	out := os.Getenv("VIGIL_BENCH_OUT")
-	if out == "" {
-		t.Skip("benchmark: set VIGIL_BENCH_OUT=<file> (make bench-scale)")
-	}
+	out := benchOut(t, "make bench-scale")
 	rows, err := scaleRows(os.Getenv("VIGIL_BENCH_SCALE"))
 	if err != nil {
 		t.Fatal(err)
