@@ -12,6 +12,14 @@ import (
 	"github.com/vigil-lb/vigil/pkg/kubeclient"
 )
 
+// The Lease client's budget. Per-Service mode renews each held Lease once
+// per retry period out of it, so it also bounds how many a node holds
+// (maxHeld).
+const (
+	leaseQPS   = 150
+	leaseBurst = 300
+)
+
 // apiClients returns a client for everything but Leases (qps/burst) and one
 // for Leases with a budget of its own, so a burst of other writes never
 // delays a renewal. cfg is not modified.
@@ -19,7 +27,7 @@ func apiClients(cfg *rest.Config, userAgent string, qps float32, burst int) (mai
 	mainCfg = rest.CopyConfig(cfg)
 	mainCfg.UserAgent = userAgent
 	leaseCfg := rest.CopyConfig(mainCfg)
-	leaseCfg.QPS, leaseCfg.Burst = 100, 200
+	leaseCfg.QPS, leaseCfg.Burst = leaseQPS, leaseBurst
 	mainCfg.QPS, mainCfg.Burst = qps, burst
 	if main, err = kubeclient.New(mainCfg); err != nil {
 		return nil, nil, nil, err

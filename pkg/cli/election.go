@@ -158,9 +158,20 @@ func (m *manager) electorConfig() election.Config {
 		SpreadRenewals: o.election.spread,
 		Peers:          m.eligibleNodes,
 		MaxAcquiring:   maxAcquiring * btoi(o.election.spread),
+		MaxHeld:        maxHeld(o.retryPeriod) * btoi(o.election.spread),
+		Full:           m.metrics.ElectionFull,
 		// A Lease kube-vip held is taken once its addresses are silent.
 		Silent: func(ctx context.Context, k election.Key) bool { return m.ag != nil && m.ag.Silent(ctx, k) },
 	}
+}
+
+// maxHeld is how many Leases a node holds at most in per-Service mode:
+// their renewals, one per retry period each, take four fifths of the Lease
+// client's budget, leaving the rest for acquisitions and releases. Beyond
+// it renewals would queue behind one another in the client, miss their
+// deadlines and every hold would flap.
+func maxHeld(retry time.Duration) int {
+	return max(1, int(leaseQPS*retry.Seconds()*4/5))
 }
 
 // eligibleNodes are the nodes the per-Service elector ranks (the agent's

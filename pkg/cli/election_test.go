@@ -77,3 +77,21 @@ func TestMinNodeLeaseIsTheFloor(t *testing.T) {
 		}
 	}
 }
+
+// A node holds what four fifths of the Lease client's budget renews once
+// per retry period, and always at least one.
+func TestMaxHeld(t *testing.T) {
+	for _, tc := range []struct {
+		retry time.Duration
+		want  int
+	}{
+		{time.Second, 120},
+		{100 * time.Millisecond, 12},
+		{2 * time.Second, 240},
+		{time.Millisecond, 1},
+	} {
+		if got := maxHeld(tc.retry); got != tc.want {
+			t.Errorf("maxHeld(%v) = %d, want %d", tc.retry, got, tc.want)
+		}
+	}
+}

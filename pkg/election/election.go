@@ -52,7 +52,11 @@ type Config struct {
 	RankDelay      time.Duration   // rendezvous rank delay for free Leases (0: none)
 	Peers          func() []string // candidates ranked with the live holders (e.g. the eligible Nodes); nil: live holders only
 	SpreadRenewals bool            // first renewal at a hashed point of the period
-	MaxAcquiring   int             // acquisitions in flight at most, backing off after a failed renewal (0: no limit)
+	MaxAcquiring   int             // acquisitions in flight at most, backing off after a failed or slow renewal (0: no limit)
+	MaxHeld        int             // Leases held (and being acquired) at most (0: no limit)
+	// Full, when set, is called (quickly: under the elector's lock) when
+	// this node becomes full under MaxHeld and when it has room again.
+	Full func(full bool)
 	// Keeper, when set, is the LAN liveness (pkg/members): a holder keeps
 	// a Lease past its renew deadline while the Keeper vouches for it, and
 	// no acquisition is written unless it says this node reaches the API
@@ -134,7 +138,10 @@ type Elector struct {
 	holders     map[string]time.Time // the live holders among peers: since when
 	peersAt     time.Time
 	acquiring   int
-	renewFailed time.Time
+	renewFailed time.Time          // the last failed or slow renewal's answer
+	held        int                // races held
+	waiting     map[*race]struct{} // races waiting for room under MaxHeld
+	full        bool
 }
 
 // race is this node's candidacy for one key.
@@ -190,6 +197,7 @@ func New(cfg Config, client Client, notify func(Key), log *slog.Logger) (*Electo
 	e := &Elector{
 		cfg: cfg, clock: cfg.Clock, client: client, notify: notify, log: log,
 		races: map[Key]*race{}, observed: map[Key]observation{}, expiries: map[Key]clock.Timer{},
+		waiting: map[*race]struct{}{},
 	}
 	inf, err := LeaseCache(client, cfg.Namespace, cfg.RetryPeriod, cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj any) { e.observe(obj, false) },
@@ -317,6 +325,7 @@ func (e *Elector) stopRace(r *race) (wasHeld bool) {
 	defer e.mu.Unlock()
 	wasHeld = r.held
 	e.setLeading(r, false, Term{})
+	delete(e.waiting, r)
 	return wasHeld
 }
 

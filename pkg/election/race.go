@@ -158,7 +158,7 @@ func (e *Elector) acquire(ctx context.Context, r *race, base *coordinationv1.Lea
 	if at := e.rankWait(r.key, gone, r.freeAt, now); now.Before(at) {
 		return at
 	}
-	ok, retry := e.mayAcquire(now)
+	ok, retry := e.mayAcquire(r, now)
 	if !ok {
 		return retry
 	}
@@ -187,6 +187,7 @@ func (e *Elector) setLeading(r *race, held bool, term Term) {
 		r.stepDown.Stop()
 		r.stepDown = nil
 	}
+	e.countHoldLocked(r, held)
 	r.held, r.term = held, term
 	if !held {
 		r.confirmed = false
@@ -208,6 +209,7 @@ func (e *Elector) deadlinePassed(r *race) {
 			}
 			return
 		}
+		e.countHoldLocked(r, false)
 		r.held, r.confirmed, r.kept = false, false, time.Time{}
 	}
 	e.mu.Unlock()

@@ -18,8 +18,13 @@ import (
 //     all of RetryPeriod), so Leases taken together are not renewed
 //     together for ever after.
 //   - MaxAcquiring: at most this many acquisitions are in flight; while a
-//     renewal has failed within the last RetryPeriod, acquisitions back off.
+//     renewal has failed, or was answered after more than half a
+//     RetryPeriod, within the last RetryPeriod, acquisitions back off.
 //     Renewals of held Leases go first when the API server cannot keep up.
+//   - MaxHeld: this node holds (and is acquiring) at most this many Leases,
+//     each costing one renewal per RetryPeriod of its write budget; a free
+//     Lease beyond them waits until a hold ends. Past what the budget
+//     carries, Services stay unannounced instead of every hold flapping.
 
 // Rendezvous is the rendezvous weight of (key, node): among the candidate
 // nodes, the highest weight wins the key.
@@ -116,38 +121,94 @@ func (e *Elector) firstRenewal(key Key, sent time.Time) time.Time {
 	return sent.Add(e.cfg.RetryPeriod/2 + time.Duration(frac*float64(e.cfg.RetryPeriod/2)))
 }
 
-// mayAcquire takes an acquisition slot, or says when to try again: while
-// a renewal failed within the last RetryPeriod, or MaxAcquiring are in
-// flight. release must be called after the write when ok.
-func (e *Elector) mayAcquire(now time.Time) (ok bool, retry time.Time) {
-	if e.cfg.MaxAcquiring <= 0 {
+// mayAcquire takes an acquisition slot for r, or says when to try again:
+// while a renewal failed (or was slow) within the last RetryPeriod, or
+// MaxAcquiring are in flight; zero retry when this node is full (MaxHeld):
+// r is woken when a hold ends. acquired must be called after the write
+// when ok.
+func (e *Elector) mayAcquire(r *race, now time.Time) (ok bool, retry time.Time) {
+	if e.cfg.MaxAcquiring <= 0 && e.cfg.MaxHeld <= 0 {
 		return true, time.Time{}
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	backoff := now.Add(e.cfg.RetryPeriod / 4)
 	if !e.renewFailed.IsZero() && now.Before(e.renewFailed.Add(e.cfg.RetryPeriod)) {
 		return false, e.renewFailed.Add(e.cfg.RetryPeriod)
 	}
-	if e.acquiring >= e.cfg.MaxAcquiring {
-		return false, backoff
+	if e.cfg.MaxAcquiring > 0 && e.acquiring >= e.cfg.MaxAcquiring {
+		return false, now.Add(e.cfg.RetryPeriod / 4)
+	}
+	if e.cfg.MaxHeld > 0 && e.held+e.acquiring >= e.cfg.MaxHeld {
+		e.waiting[r] = struct{}{}
+		e.setFullLocked(true)
+		return false, time.Time{}
 	}
 	e.acquiring++
 	return true, time.Time{}
 }
 
+// acquired ends an acquisition taken by mayAcquire.
 func (e *Elector) acquired() {
-	if e.cfg.MaxAcquiring <= 0 {
+	if e.cfg.MaxAcquiring <= 0 && e.cfg.MaxHeld <= 0 {
 		return
 	}
 	e.mu.Lock()
 	e.acquiring--
+	e.roomLocked()
 	e.mu.Unlock()
 }
 
-// renewalFailed notes a failed renewal: acquisitions back off a while.
-func (e *Elector) renewalFailed(at time.Time) {
+// countHoldLocked moves the count of held Leases as r's hold starts or
+// ends; mu must be held.
+func (e *Elector) countHoldLocked(r *race, held bool) {
+	switch {
+	case held && !r.held:
+		e.held++
+	case !held && r.held:
+		e.held--
+		e.roomLocked()
+	}
+}
+
+// roomLocked wakes the races waiting for room under MaxHeld once there is
+// some; mu must be held.
+func (e *Elector) roomLocked() {
+	if e.cfg.MaxHeld <= 0 || e.held+e.acquiring >= e.cfg.MaxHeld {
+		return
+	}
+	e.setFullLocked(false)
+	for r := range e.waiting {
+		wakeUp(r)
+		delete(e.waiting, r)
+	}
+}
+
+// setFullLocked logs and reports a change of being full; mu must be held.
+func (e *Elector) setFullLocked(full bool) {
+	if e.full == full {
+		return
+	}
+	e.full = full
+	if full {
+		e.log.Warn("holding as many Leases as the write budget renews: further Services wait until a hold ends",
+			"held", e.held, "max", e.cfg.MaxHeld)
+	} else {
+		e.log.Info("room for more Leases", "held", e.held, "max", e.cfg.MaxHeld)
+	}
+	if e.cfg.Full != nil {
+		e.cfg.Full(full)
+	}
+}
+
+// renewed notes how long a renewal sent at sent took to be answered (err:
+// not at all): a failed one, or one answered after more than half a
+// RetryPeriod, makes acquisitions back off a while.
+func (e *Elector) renewed(sent time.Time, err error) {
+	now := e.clock.Now()
+	if err == nil && now.Sub(sent) <= e.cfg.RetryPeriod/2 {
+		return
+	}
 	e.mu.Lock()
-	e.renewFailed = at
+	e.renewFailed = now
 	e.mu.Unlock()
 }

@@ -2,6 +2,7 @@ package election
 
 import (
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -137,4 +138,62 @@ func TestRankDelayRanksConfiguredPeers(t *testing.T) {
 	}
 	clk.Set(t0.Add(100 * time.Millisecond))
 	n1.waitFor("node1 leading after one rank delay", func() bool { return n1.e.Leading(key) })
+}
+
+// MaxHeld: a node holding as many Leases as its budget renews writes
+// nothing for a further one (and says it is full) until a hold ends; then
+// it takes it.
+func TestMaxHeldWaitsForRoom(t *testing.T) {
+	a := newAPIServer(t)
+	clk := clocktest.New(t0)
+	var mu sync.Mutex
+	var fulls []bool
+	n := spreadNode(t, a, clk, "node1", func(c *Config) {
+		c.MaxAcquiring, c.MaxHeld = 4, 2
+		c.Full = func(full bool) { mu.Lock(); fulls = append(fulls, full); mu.Unlock() }
+	})
+	n.start()
+	k1, k2, k3 := Key{"default", "kubevip-a"}, Key{"default", "kubevip-b"}, Key{"default", "kubevip-c"}
+	n.lead(k1)
+	n.lead(k2)
+	n.e.Campaign(k3)
+	n.waitFor("node1 full", func() bool { mu.Lock(); defer mu.Unlock(); return len(fulls) == 1 })
+	writes := n.writes()
+	if h, _ := a.holderOrEmpty(k3); h != "" {
+		t.Fatalf("a third Lease taken by %q with MaxHeld 2", h)
+	}
+	if n.writes() != writes {
+		t.Fatal("wrote while full")
+	}
+	if err := n.e.Resign(t.Context(), k1); err != nil {
+		t.Fatal(err)
+	}
+	n.waitFor("the third Lease led once a hold ended", func() bool { return n.e.Leading(k3) })
+	mu.Lock()
+	defer mu.Unlock()
+	if diff := cmp.Diff([]bool{true, false}, fulls); diff != "" {
+		t.Errorf("Full calls (-want +got):\n%s", diff)
+	}
+}
+
+// A renewal answered after more than half a RetryPeriod is a sign the API
+// server does not keep up: acquisitions back off as after a failed one.
+func TestAcquisitionsBackOffAfterSlowRenewal(t *testing.T) {
+	a := newAPIServer(t)
+	clk := clocktest.New(t0)
+	n := spreadNode(t, a, clk, "node1", func(c *Config) { c.MaxAcquiring = 4 })
+	n.start()
+	n.lead(web)
+	n.cs.PrependReactor("update", "leases", func(k8stesting.Action) (bool, runtime.Object, error) {
+		clk.Step(600 * time.Millisecond) // answered 0.6 s after it was sent
+		return false, nil, nil
+	})
+	clk.Set(t0.Add(time.Second)) // the renewal
+	n.waitFor("the slow renewal", func() bool { return !n.e.renewFailedAt().IsZero() })
+	if got, want := n.e.renewFailedAt(), t0.Add(1600*time.Millisecond); !got.Equal(want) {
+		t.Errorf("back-off counted from %v, want the answer at %v", got.Sub(t0), want.Sub(t0))
+	}
+	if !n.e.Leading(web) {
+		t.Error("a slow but accepted renewal dropped the hold")
+	}
 }

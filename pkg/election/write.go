@@ -22,6 +22,9 @@ func (e *Elector) write(ctx context.Context, r *race, base *coordinationv1.Lease
 	out, err := e.send(ctx, r.key, e.holding(r.key, base, acquire, sent), base == nil, sent)
 	switch {
 	case err == nil:
+		if !acquire {
+			e.renewed(sent, nil)
+		}
 		e.accepted(r, out, sent)
 		return r.renewAt
 	case base == nil && apierrors.IsAlreadyExists(err), base != nil && base == r.foreign && apierrors.IsConflict(err):
@@ -42,7 +45,7 @@ func (e *Elector) write(ctx context.Context, r *race, base *coordinationv1.Lease
 		// The deadline timer steps down if no renewal gets through.
 		e.log.Warn("lease write failed", "lease", r.key.String(), "err", err)
 		if !acquire {
-			e.renewalFailed(sent)
+			e.renewed(sent, err)
 		}
 	}
 	return sent.Add(e.cfg.RetryPeriod)

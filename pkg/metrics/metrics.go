@@ -26,6 +26,7 @@ type Metrics struct {
 	leaseWrites    *prometheus.CounterVec
 	pools          *poolCollector
 	members        membersCollectors
+	electionFull   prometheus.Gauge
 }
 
 // New registers vigil's collectors (and the Go/process ones).
@@ -51,12 +52,23 @@ func New() *Metrics {
 		leaseWrites: newLeaseWrites(),
 		pools:       newPoolCollector(),
 		members:     newMembersCollectors(),
+		electionFull: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "vigil_election_full", Help: "1 while this node holds as many per-Service Leases as its write budget renews and a further Service waits for room."}),
 	}
 	m.reg.MustRegister(m.members.all()...)
 	m.reg.MustRegister(m.announced, m.announcing, m.starts, m.stops, m.sent, m.reconcileErrs, m.reconcileTimes,
-		m.bgp.up, m.bgp.state, m.bgp.prefixes, m.bgp.updates, m.leaseWrites, m.pools.addresses,
+		m.bgp.up, m.bgp.state, m.bgp.prefixes, m.bgp.updates, m.leaseWrites, m.pools.addresses, m.electionFull,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+// ElectionFull sets whether the per-Service elector is full.
+func (m *Metrics) ElectionFull(full bool) {
+	v := 0.0
+	if full {
+		v = 1
+	}
+	m.electionFull.Set(v)
 }
 
 // Reconciled records one sync.
