@@ -41,7 +41,7 @@ const defaultRebalanceInterval = 500 * time.Millisecond
 func electionSettings(o *electionOptions) []setting {
 	return []setting{
 		{"election-mode", []string{"vigil_election_mode"}, "per-Service election: service (each Service Lease renewed) or node (one heartbeat Lease per node; Service Leases written on ownership change only; needs svc_election=true)", str(&o.mode, defaultElectionMode)},
-		{"election-spread", []string{"vigil_election_spread"}, "service mode: free Leases go first to the node ranked highest by rendezvous hashing (100 ms per rank), renewals spread over the period, acquisitions back off while renewals fail (false: first writer wins)", boolean(&o.spread, true)},
+		{"election-spread", []string{"vigil_election_spread"}, "service mode: free Leases go first to the node ranked highest by rendezvous hashing (100 ms per rank), renewals spread over the period, acquisitions back off while renewals fail or lag, and a node holds at most what its write budget renews each retry period (120 Leases at 1 s; false: first writer wins, no limit)", boolean(&o.spread, true)},
 		{"rebalance", []string{"vigil_rebalance"}, "hand Services over, one at a time, to the live node the election ranks first for them (e.g. after a rolling restart); needs svc_election=true (false: a Service stays with its holder)", boolean(&o.rebalance, false)},
 		{"rebalance-interval", []string{"vigil_rebalance_interval"}, "with rebalance: at most one handover per node per interval (whole seconds or a duration such as 500ms)", secondsOrDuration(&o.every, defaultRebalanceInterval)},
 	}
