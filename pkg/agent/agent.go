@@ -97,6 +97,10 @@ type Elector interface {
 	HeldByOther(election.Key) bool
 	// Observed: the Lease is in the elector's cache, whoever holds it.
 	Observed(election.Key) bool
+	// Waiting: the Lease is free for this node but it holds as many as its
+	// write budget renews (per-Service mode); the key is notified when it
+	// starts waiting.
+	Waiting(election.Key) bool
 	Term(election.Key) (election.Term, bool)
 }
 

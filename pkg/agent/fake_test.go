@@ -52,6 +52,7 @@ type fakeElector struct {
 	leading     map[election.Key]bool
 	heldByOther map[election.Key]bool
 	unseen      map[election.Key]bool // Leases not in the elector's cache
+	waiting     map[election.Key]bool // Leases waiting for room
 	campaigning map[election.Key]bool
 	successor   map[election.Key]string // Successor's answers (absent: none)
 }
@@ -98,6 +99,8 @@ var termExpiry = time.Date(2030, 1, 1, 0, 0, 5, 0, time.UTC)
 func (e *fakeElector) HeldByOther(k election.Key) bool { return e.heldByOther[k] }
 
 func (e *fakeElector) Observed(k election.Key) bool { return !e.unseen[k] }
+
+func (e *fakeElector) Waiting(k election.Key) bool { return e.waiting[k] }
 
 // fakeDataplane implements Dataplane. It logs only what changes the node:
 // an Up of an address not bound, a Down of one that is (the agent calls

@@ -167,6 +167,7 @@ type race struct {
 	confirmed bool               // the informer has shown our holding record
 	term      Term
 	kept      time.Time   // when the hold started being kept without the API (zero: it is not)
+	waitNoted bool        // its key was notified as waiting for room since it last acquired (spread.go)
 	stepDown  clock.Timer // fires at term.Deadline
 	// conflict is the resourceVersion of the record ("" = none) a write of
 	// ours lost a 409 on: nothing is written over that record again; the

@@ -71,6 +71,7 @@ func (e *Elector) step(ctx context.Context, r *race) time.Time {
 // confirms a hold the informer now shows.
 func (e *Elector) look(r *race, cached *coordinationv1.Lease, now time.Time) view {
 	e.mu.Lock()
+	delete(e.waiting, r) // acquire puts it back if it still waits for room
 	v := view{cached: cached, held: r.held, confirmed: r.confirmed}
 	if cached != nil {
 		// The lister is updated before the event handlers run: a record in

@@ -124,27 +124,37 @@ func (e *Elector) firstRenewal(key Key, sent time.Time) time.Time {
 // mayAcquire takes an acquisition slot for r, or says when to try again:
 // while a renewal failed (or was slow) within the last RetryPeriod, or
 // MaxAcquiring are in flight; zero retry when this node is full (MaxHeld):
-// r is woken when a hold ends. acquired must be called after the write
-// when ok.
+// r is woken when a hold ends, and the first time it waits its key is
+// notified (Waiting). acquired must be called after the write when ok.
 func (e *Elector) mayAcquire(r *race, now time.Time) (ok bool, retry time.Time) {
 	if e.cfg.MaxAcquiring <= 0 && e.cfg.MaxHeld <= 0 {
 		return true, time.Time{}
 	}
+	ok, retry, first := e.slot(r, now)
+	if first {
+		e.notify(r.key)
+	}
+	return ok, retry
+}
+
+// slot is mayAcquire under the lock; first reports that r starts waiting
+// for room for the first time since it last acquired its Lease.
+func (e *Elector) slot(r *race, now time.Time) (ok bool, retry time.Time, first bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if !e.renewFailed.IsZero() && now.Before(e.renewFailed.Add(e.cfg.RetryPeriod)) {
-		return false, e.renewFailed.Add(e.cfg.RetryPeriod)
-	}
-	if e.cfg.MaxAcquiring > 0 && e.acquiring >= e.cfg.MaxAcquiring {
-		return false, now.Add(e.cfg.RetryPeriod / 4)
-	}
-	if e.cfg.MaxHeld > 0 && e.held+e.acquiring >= e.cfg.MaxHeld {
+	switch {
+	case !e.renewFailed.IsZero() && now.Before(e.renewFailed.Add(e.cfg.RetryPeriod)):
+		return false, e.renewFailed.Add(e.cfg.RetryPeriod), false
+	case e.cfg.MaxAcquiring > 0 && e.acquiring >= e.cfg.MaxAcquiring:
+		return false, now.Add(e.cfg.RetryPeriod / 4), false
+	case e.cfg.MaxHeld > 0 && e.held+e.acquiring >= e.cfg.MaxHeld:
 		e.waiting[r] = struct{}{}
 		e.setFullLocked(true)
-		return false, time.Time{}
+		first, r.waitNoted = !r.waitNoted, true
+		return false, time.Time{}, first
 	}
 	e.acquiring++
-	return true, time.Time{}
+	return true, time.Time{}, false
 }
 
 // acquired ends an acquisition taken by mayAcquire.
@@ -181,6 +191,20 @@ func (e *Elector) roomLocked() {
 		wakeUp(r)
 		delete(e.waiting, r)
 	}
+}
+
+// Waiting reports whether key's Lease was free for this node to take, at
+// the race's last look, but this node holds as many as MaxHeld allows: the
+// race waits for room.
+func (e *Elector) Waiting(key Key) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	r := e.races[key]
+	if r == nil {
+		return false
+	}
+	_, ok := e.waiting[r]
+	return ok
 }
 
 // setFullLocked logs and reports a change of being full; mu must be held.

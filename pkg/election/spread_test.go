@@ -165,10 +165,17 @@ func TestMaxHeldWaitsForRoom(t *testing.T) {
 	if n.writes() != writes {
 		t.Fatal("wrote while full")
 	}
+	if !n.e.Waiting(k3) || n.e.Waiting(k1) {
+		t.Errorf("Waiting: %v for the third, %v for a held one; want true, false", n.e.Waiting(k3), n.e.Waiting(k1))
+	}
+	n.waitFor("the waiting key notified", func() bool { return n.notified(k3) > 0 })
 	if err := n.e.Resign(t.Context(), k1); err != nil {
 		t.Fatal(err)
 	}
 	n.waitFor("the third Lease led once a hold ended", func() bool { return n.e.Leading(k3) })
+	if n.e.Waiting(k3) {
+		t.Error("still Waiting once led")
+	}
 	mu.Lock()
 	defer mu.Unlock()
 	if diff := cmp.Diff([]bool{true, false}, fulls); diff != "" {

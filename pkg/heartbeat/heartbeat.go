@@ -268,6 +268,10 @@ func (e *Elector) Observed(key election.Key) bool {
 	return err == nil
 }
 
+// Waiting is always false: a node-mode node writes a Service Lease only
+// when ownership changes, so it has no per-Lease budget to be full of.
+func (e *Elector) Waiting(election.Key) bool { return false }
+
 // Resign ends the candidacy for key and releases its Lease if this node
 // holds it. Withdraw the VIP first.
 func (e *Elector) Resign(ctx context.Context, key election.Key) error {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -18,13 +19,17 @@ import (
 // (150/s), and a node holds at most what four fifths of it renews on
 // time: 12 Leases with a 100 ms retry period. With 40 Services on 2 nodes,
 // 24 are announced and 16 wait; the 24 stay put, each node's /metrics says
-// it is full, and when announced Services are deleted waiting ones take
+// it is full, each waiting Service has one ElectionFull Event (from the
+// node ranked first for it), and when announced Services are deleted waiting ones take
 // their room. Never on two nodes. (Without the budget all 40 are bound
 // here, renewed late but within the 3 s deadline; where late renewals miss
 // it — 1,000 Services on 3 nodes, 5/3/1 — every hold flapped: `make
 // bench-scale` shows 360 of 1,000 held with 0 flaps now.)
 func TestPerServiceModeFullHoldsSteady(t *testing.T) {
 	c := newCluster(t, 2, "vigil_election_mode=service", "vip_retryperiod=100ms", "vigil_log_level=info")
+	for _, n := range c.allNodes() {
+		c.createNode(n) // the candidates each Service's first-ranked node is chosen among
+	}
 	c.startAll()
 	cs := unthrottledClient(t)
 	links := nodeLinks(t, c)
@@ -45,6 +50,17 @@ func TestPerServiceModeFullHoldsSteady(t *testing.T) {
 	for _, node := range c.allNodes() {
 		if got := c.metric(node, "vigil_election_full"); got != 1 {
 			t.Errorf("%s: vigil_election_full %v, want 1", node, got)
+		}
+	}
+
+	// Each waiting Service says why, once, from one node.
+	for i := range n {
+		if _, ok := held[bigVIP(i)]; ok {
+			continue
+		}
+		e := c.waitEvent(bigName(i), "ElectionFull", 10*time.Second)
+		if e.Count > 1 || len(c.eventsWith(bigName(i), "ElectionFull")) != 1 {
+			t.Errorf("%s: ElectionFull told more than once: %+v", bigName(i), c.eventsWith(bigName(i), "ElectionFull"))
 		}
 	}
 
@@ -86,6 +102,17 @@ func (c *cluster) waitBoundCount(links map[string]*netlink.Handle, n, want int, 
 		c.t.Fatalf("%d of %d VIPs bound after %v, want %d", len(got), n, within, want)
 	}
 	return got
+}
+
+// eventsWith lists the Events of Service name with reason.
+func (c *cluster) eventsWith(name, reason string) []corev1.Event {
+	var out []corev1.Event
+	for _, e := range c.events(name) {
+		if e.Reason == reason {
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 func countPerNode(holders map[netip.Addr]string) map[string]int {
