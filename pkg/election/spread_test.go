@@ -74,35 +74,55 @@ func TestSpreadRenewals(t *testing.T) {
 	n.waitRacesArmed(1, first.Add(time.Second))
 }
 
-// While a renewal has failed within the last RetryPeriod, acquisitions back
-// off; renewals go on.
-func TestAcquisitionsBackOffAfterFailedRenewal(t *testing.T) {
-	a := newAPIServer(t)
-	clk := clocktest.New(t0)
-	n := spreadNode(t, a, clk, "node1", func(c *Config) { c.MaxAcquiring = 4 })
-	n.start()
-	n.lead(web)
-	failing := true
-	n.cs.PrependReactor("update", "leases", func(k8stesting.Action) (bool, runtime.Object, error) {
-		if failing {
-			return true, nil, errFake
-		}
-		return false, nil, nil
-	})
-	clk.Set(t0.Add(time.Second)) // the renewal fails
-	n.waitFor("the failed renewal", func() bool { return !n.e.renewFailedAt().IsZero() })
-	other := Key{"default", "kubevip-other"}
-	n.e.Campaign(other)
-	n.waitFor("the acquisition to back off", func() bool {
-		for _, ts := range n.raceTimers() {
-			if ts.At.Equal(t0.Add(2 * time.Second)) {
-				return true
+// While a renewal has failed, or was answered after more than half a
+// RetryPeriod (the API server does not keep up), within the last
+// RetryPeriod, acquisitions back off; renewals go on.
+func TestAcquisitionsBackOffAfterBadRenewal(t *testing.T) {
+	tests := []struct {
+		name     string
+		answer   func(clk *clocktest.Fake) error // the renewal's fate
+		answered time.Duration                   // when, after t0
+	}{
+		{"failed", func(*clocktest.Fake) error { return errFake }, time.Second},
+		{"slow", func(clk *clocktest.Fake) error { clk.Step(600 * time.Millisecond); return nil }, 1600 * time.Millisecond},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a := newAPIServer(t)
+			clk := clocktest.New(t0)
+			n := spreadNode(t, a, clk, "node1", func(c *Config) { c.MaxAcquiring = 4 })
+			n.start()
+			n.lead(web)
+			bad := true
+			n.cs.PrependReactor("update", "leases", func(k8stesting.Action) (bool, runtime.Object, error) {
+				if !bad {
+					return false, nil, nil
+				}
+				bad = false
+				if err := tt.answer(clk); err != nil {
+					return true, nil, err
+				}
+				return false, nil, nil
+			})
+			clk.Set(t0.Add(time.Second)) // the renewal
+			n.waitFor("the bad renewal", func() bool { return !n.e.renewFailedAt().IsZero() })
+			if got := n.e.renewFailedAt(); !got.Equal(t0.Add(tt.answered)) {
+				t.Errorf("back-off counted from +%v, want the answer at +%v", got.Sub(t0), tt.answered)
 			}
-		}
-		return false
-	})
-	if diff := cmp.Diff("", func() string { h, _ := a.holderOrEmpty(other); return h }()); diff != "" {
-		t.Errorf("acquired while renewals fail: %s", diff)
+			other := Key{"default", "kubevip-other"}
+			n.e.Campaign(other)
+			n.waitFor("the acquisition to back off", func() bool {
+				for _, ts := range n.raceTimers() {
+					if ts.At.Equal(t0.Add(tt.answered + time.Second)) {
+						return true
+					}
+				}
+				return false
+			})
+			if h, _ := a.holderOrEmpty(other); h != "" {
+				t.Errorf("acquired by %s while renewals go badly", h)
+			}
+		})
 	}
 }
 
@@ -180,27 +200,5 @@ func TestMaxHeldWaitsForRoom(t *testing.T) {
 	defer mu.Unlock()
 	if diff := cmp.Diff([]bool{true, false}, fulls); diff != "" {
 		t.Errorf("Full calls (-want +got):\n%s", diff)
-	}
-}
-
-// A renewal answered after more than half a RetryPeriod is a sign the API
-// server does not keep up: acquisitions back off as after a failed one.
-func TestAcquisitionsBackOffAfterSlowRenewal(t *testing.T) {
-	a := newAPIServer(t)
-	clk := clocktest.New(t0)
-	n := spreadNode(t, a, clk, "node1", func(c *Config) { c.MaxAcquiring = 4 })
-	n.start()
-	n.lead(web)
-	n.cs.PrependReactor("update", "leases", func(k8stesting.Action) (bool, runtime.Object, error) {
-		clk.Step(600 * time.Millisecond) // answered 0.6 s after it was sent
-		return false, nil, nil
-	})
-	clk.Set(t0.Add(time.Second)) // the renewal
-	n.waitFor("the slow renewal", func() bool { return !n.e.renewFailedAt().IsZero() })
-	if got, want := n.e.renewFailedAt(), t0.Add(1600*time.Millisecond); !got.Equal(want) {
-		t.Errorf("back-off counted from %v, want the answer at %v", got.Sub(t0), want.Sub(t0))
-	}
-	if !n.e.Leading(web) {
-		t.Error("a slow but accepted renewal dropped the hold")
 	}
 }
