@@ -128,7 +128,7 @@ func (e *Elector) observe(obj any, deleted bool) {
 		v := parseSvc(l, e.clock.Now())
 		r = &v
 	}
-	if e.recordSvc(key, r) {
+	if e.recordSvc(key, r, l.ResourceVersion) {
 		e.notify(key)
 	}
 	if r != nil && r.mode != Mode && r.holder != "" && r.holder != e.cfg.Identity && strings.HasPrefix(l.Name, "kubevip-") {
@@ -137,12 +137,16 @@ func (e *Elector) observe(obj any, deleted bool) {
 }
 
 // recordSvc stores the latest record of a Service Lease (nil: deleted),
-// wakes its candidacy and reports whether its holder changed.
-func (e *Elector) recordSvc(key election.Key, r *svcRec) (holderChanged bool) {
+// wakes its candidacy and reports whether to notify: its holder changed,
+// or the record is the write of ours this node waits to see (rv), which
+// confirms the hold here rather than in a step queued behind every
+// pending takeover (hundreds when a busy node dies).
+func (e *Elector) recordSvc(key election.Key, r *svcRec, rv string) (notify bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	prev, had := e.svcs[key]
-	if c := e.cands[key]; c != nil && e.running {
+	c := e.cands[key]
+	if c != nil && e.running {
 		e.queue.Add(key)
 	}
 	if r == nil {
@@ -155,7 +159,11 @@ func (e *Elector) recordSvc(key election.Key, r *svcRec) (holderChanged bool) {
 		r.releasedBy = prev.holder
 	}
 	e.svcs[key] = *r
-	return !had || prev.holder != r.holder || prev.instance != r.instance
+	confirm := c != nil && c.held && !c.confirmed && rv == c.rv && e.mine(*r)
+	if confirm {
+		c.confirmed = true
+	}
+	return confirm || !had || prev.holder != r.holder || prev.instance != r.instance
 }
 
 // observeNode stores the latest record of a node Lease (nil: deleted),
