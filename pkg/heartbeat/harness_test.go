@@ -137,13 +137,28 @@ func (a *api) put(namespace, name, holder, instance, mode, durations string, ren
 
 // node is one agent's elector.
 type node struct {
-	t      *testing.T
-	e      *Elector
-	cs     *fake.Clientset
-	clk    *clocktest.Fake
-	cancel context.CancelFunc
-	done   chan error
-	once   sync.Once
+	t       *testing.T
+	e       *Elector
+	cs      *fake.Clientset
+	clk     *clocktest.Fake
+	cancel  context.CancelFunc
+	done    chan error
+	once    sync.Once
+	notesMu sync.Mutex
+	notes   map[election.Key]int // notifications per key
+}
+
+func (n *node) note(k election.Key) {
+	n.notesMu.Lock()
+	n.notes[k]++
+	n.notesMu.Unlock()
+}
+
+// notified counts the notifications of k so far.
+func (n *node) notified(k election.Key) int {
+	n.notesMu.Lock()
+	defer n.notesMu.Unlock()
+	return n.notes[k]
 }
 
 func newNode(t *testing.T, a *api, clk *clocktest.Fake, name, instance string, mod ...func(*Config)) *node {
@@ -152,8 +167,8 @@ func newNode(t *testing.T, a *api, clk *clocktest.Fake, name, instance string, m
 	for _, m := range mod {
 		m(&cfg)
 	}
-	n := &node{t: t, cs: a.clientset(), clk: clk}
-	e, err := New(cfg, kubeclienttest.Wrap(n.cs), func(election.Key) {}, slog.New(slog.DiscardHandler))
+	n := &node{t: t, cs: a.clientset(), clk: clk, notes: map[election.Key]int{}}
+	e, err := New(cfg, kubeclienttest.Wrap(n.cs), n.note, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

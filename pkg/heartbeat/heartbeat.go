@@ -109,6 +109,7 @@ type Elector struct {
 	beat     beatState
 	reported map[string]string // node → the mismatch last reported
 	beatNow  chan struct{}     // capacity 1: send a heartbeat now (a kept term, the API back)
+	wakes    map[election.Key]*wake
 }
 
 // cand is this node's candidacy for one Service.
@@ -134,7 +135,7 @@ func New(cfg Config, client election.Client, notify func(election.Key), log *slo
 		cfg: cfg, clock: cfg.Clock, client: client, notify: notify, log: log.With("election", "node"),
 		queue: workqueue.NewTyped[election.Key](), beatNow: make(chan struct{}, 1),
 		nodes: map[string]*nodeRec{}, svcs: map[election.Key]svcRec{}, cands: map[election.Key]*cand{},
-		reported: map[string]string{},
+		reported: map[string]string{}, wakes: map[election.Key]*wake{},
 	}
 	inf, err := election.LeaseCache(client, cfg.Namespace, cfg.RetryPeriod, cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj any) { e.observe(obj, false) },
@@ -189,6 +190,9 @@ func (e *Elector) stop() {
 	}
 	for _, n := range e.nodes {
 		n.timer.Stop()
+	}
+	for _, w := range e.wakes {
+		w.timer.Stop()
 	}
 	if e.beat.deadline != nil {
 		e.beat.deadline.Stop()
@@ -257,8 +261,44 @@ func (e *Elector) HeldByOther(key election.Key) bool {
 	if !ok || r.holder == "" || e.mine(r) {
 		return false
 	}
-	dead, _ := e.holderDead(r, e.clock.Now())
+	now := e.clock.Now()
+	dead, until := e.holderDead(r, now)
+	if n := e.nodes[r.holder]; !dead && (n == nil || !n.alive(now)) {
+		// No heartbeat timer will tell when this answer changes (the
+		// record's own sighting keeps it held): notify then.
+		e.notifyAtLocked(key, until)
+	}
 	return !dead
+}
+
+// notifyAtLocked notifies key at at, once, unless a notification for it is
+// already due by then; mu must be held.
+func (e *Elector) notifyAtLocked(key election.Key, at time.Time) {
+	if t, ok := e.wakes[key]; ok && !t.at.After(at) {
+		return
+	}
+	if t, ok := e.wakes[key]; ok {
+		t.timer.Stop()
+	}
+	w := &wake{at: at}
+	w.timer = e.clock.AfterFunc(at, func() {
+		e.mu.Lock()
+		current := e.wakes[key] == w && !e.stopped
+		if current {
+			delete(e.wakes, key)
+		}
+		e.mu.Unlock()
+		if current {
+			e.notify(key)
+		}
+	})
+	e.wakes[key] = w
+}
+
+// wake is a notification due at a time (notifyAtLocked).
+type wake struct {
+	at    time.Time
+	timer clock.Timer
 }
 
 // Observed reports whether key's Lease is in this node's cache of Leases

@@ -240,6 +240,36 @@ func TestReassertedLeaseKeepsHolderAlive(t *testing.T) {
 	n2.waitFor("node2 leading after a LeaseDuration", func() bool { return n2.e.Leading(web) })
 }
 
+// A Service Lease sighted after its holder's last heartbeat keeps the
+// holder alive for a LeaseDuration from that sighting, past the heartbeat's
+// expiry; no heartbeat timer fires then, so the elector notifies the key
+// itself: a node that is not a candidate for it (another Service on its
+// address is held there) learns it is free. The lab caught a shared
+// address that no node took over after its holder crashed.
+func TestHeldByOtherNotifiesWhenSightingEnds(t *testing.T) {
+	a, clk, n2 := node1HoldsWeb(t)
+	n2.start()
+	n2.waitNodeSeen("node1")
+	clk.Step(3 * time.Second)
+	a.put(web.Namespace, web.Name, "node1", "i1", Mode, "", t0.Add(3*time.Second)) // re-asserted: sighted at +3s
+	n2.waitFor("the new record observed", func() bool {
+		n2.e.mu.Lock()
+		defer n2.e.mu.Unlock()
+		return n2.e.svcs[web].renew.Equal(t0.Add(3 * time.Second))
+	})
+	clk.Step(2 * time.Second) // node1's heartbeat expired by node2's observation
+	n2.waitFor("the expiry notified", func() bool { return n2.notified(web) >= 2 })
+	if !n2.e.HeldByOther(web) {
+		t.Fatal("free before a LeaseDuration from the sighting of its record")
+	}
+	before := n2.notified(web)
+	clk.Set(t0.Add(8 * time.Second)) // a LeaseDuration from the sighting
+	n2.waitFor("notified when the sighting ends", func() bool { return n2.notified(web) > before })
+	if n2.e.HeldByOther(web) {
+		t.Error("still held by node1 a LeaseDuration after the last sighting of its record")
+	}
+}
+
 // A node Lease with a new instance means the Service Lease's writer is
 // gone: re-decided at once, without waiting a LeaseDuration.
 func TestInstanceChangeRedecidesAtOnce(t *testing.T) {
