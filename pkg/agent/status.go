@@ -69,6 +69,9 @@ func (a *Agent) intent(svc *kube.Service, v plan.Verdict, st *serviceState, lead
 			in.nodes, in.peers = a.eligibleNodes(svc), a.router.Peers()
 		}
 	}
+	if !in.up && a.waitsForRoom(svc, st, leading) {
+		in.v = in.v.WaitingForRoom(a.cfg.NodeName)
+	}
 	return in
 }
 

@@ -53,7 +53,6 @@ func (a *Agent) sync(ctx context.Context, key string) error {
 	if st.candidate {
 		a.elector.Campaign(st.lease)
 	}
-	a.sayWaiting(svc, st, leading)
 	st.routed = plan.Routed(v, a.routing(bgp), leading)
 	errs := []error{a.applyAddrs(log, touched), a.applyRoutes(ctx, log, touched)}
 	in := a.intent(svc, v, st, leading)

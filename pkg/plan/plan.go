@@ -15,6 +15,7 @@ const (
 	ReasonNoAddress      = "NoAddress"
 	ReasonPortCollision  = "PortCollision"
 	ReasonNoEligibleNode = "NoEligibleNode"
+	ReasonElectionFull   = "ElectionFull"
 )
 
 // Eligibility is where a Service may be announced: by this node (Here), by
@@ -39,6 +40,16 @@ type Verdict struct {
 
 // Announceable reports whether some node may announce the Service.
 func (v Verdict) Announceable() bool { return v.Active && v.Any }
+
+// WaitingForRoom is v as the status tells it when node, ranked first for
+// the Service, would take its Lease but holds as many as its write budget
+// renews (per-Service election), and so does every other candidate: not
+// announced, and why.
+func (v Verdict) WaitingForRoom(node string) Verdict {
+	v.Active, v.Warning, v.Reason = false, true, ReasonElectionFull
+	v.Message = "node " + node + " (ranked first for it) and every other candidate hold as many Service Leases as their write budget renews each retry period; the Service waits until one ends (vigil_election_mode=node has no such limit)"
+	return v
+}
 
 // Evaluate judges svc (nil: deleted). others are the other Services asking
 // for any of svc's addresses; the older of two colliding on a port keeps it.

@@ -2,6 +2,7 @@ package plan_test
 
 import (
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -201,5 +202,16 @@ func TestCanCarry(t *testing.T) {
 		if got := plan.CanCarry(tt.l2, tt.bgp, tt.sessions); got != tt.want {
 			t.Errorf("%s: CanCarry = %t, want %t", tt.name, got, tt.want)
 		}
+	}
+}
+
+// A Service waiting for room is told as not announced, with a Warning.
+func TestWaitingForRoom(t *testing.T) {
+	v := plan.Verdict{Handled: true, Active: true, Eligibility: plan.Eligibility{Here: true, Any: true}}.WaitingForRoom("node-a")
+	if got := plan.StatusFor(v, false, false); got != plan.StatusNotAnnounced {
+		t.Errorf("status %v, want StatusNotAnnounced", got)
+	}
+	if v.Reason != plan.ReasonElectionFull || !v.Warning || !strings.Contains(v.Message, "node-a") {
+		t.Errorf("verdict %+v, want reason %s, a warning naming node-a", v, plan.ReasonElectionFull)
 	}
 }

@@ -19,8 +19,8 @@ import (
 // (150/s), and a node holds at most what four fifths of it renews on
 // time: 12 Leases with a 100 ms retry period. With 40 Services on 2 nodes,
 // 24 are announced and 16 wait; the 24 stay put, each node's /metrics says
-// it is full, each waiting Service has one ElectionFull Event (from the
-// node ranked first for it), and when announced Services are deleted waiting ones take
+// it is full, each waiting Service has condition ElectionFull and one
+// ElectionFull Event (from the node ranked first for it), and when announced Services are deleted waiting ones take
 // their room. Never on two nodes. (Without the budget all 40 are bound
 // here, renewed late but within the 3 s deadline; where late renewals miss
 // it — 1,000 Services on 3 nodes, 5/3/1 — every hold flapped: `make
@@ -53,11 +53,16 @@ func TestPerServiceModeFullHoldsSteady(t *testing.T) {
 		}
 	}
 
-	// Each waiting Service says why, once, from one node.
+	// Each waiting Service says why, in its condition and once in an
+	// Event, from one node.
 	for i := range n {
 		if _, ok := held[bigVIP(i)]; ok {
 			continue
 		}
+		c.waitService(bigName(i), 10*time.Second, "condition ElectionFull", func(s *corev1.Service) bool {
+			cond := condition(s, "vigil.io/Announced")
+			return cond != nil && cond.Status == metav1.ConditionFalse && cond.Reason == "ElectionFull"
+		})
 		e := c.waitEvent(bigName(i), "ElectionFull", 10*time.Second)
 		if e.Count > 1 || len(c.eventsWith(bigName(i), "ElectionFull")) != 1 {
 			t.Errorf("%s: ElectionFull told more than once: %+v", bigName(i), c.eventsWith(bigName(i), "ElectionFull"))
