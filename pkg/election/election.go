@@ -138,9 +138,9 @@ type Elector struct {
 	holders     map[string]time.Time // the live holders among peers: since when
 	peersAt     time.Time
 	acquiring   int
-	renewFailed time.Time          // the last failed or slow renewal's answer
-	held        int                // races held
-	waiting     map[*race]struct{} // races waiting for room under MaxHeld
+	renewFailed time.Time           // the last failed or slow renewal's answer
+	held        int                 // races held
+	waiting     map[*race]time.Time // races waiting for room under MaxHeld: from when to tell (Waiting)
 	full        bool
 }
 
@@ -167,7 +167,7 @@ type race struct {
 	confirmed bool               // the informer has shown our holding record
 	term      Term
 	kept      time.Time   // when the hold started being kept without the API (zero: it is not)
-	waitNoted bool        // its key was notified as waiting for room since it last acquired (spread.go)
+	tell      clock.Timer // notifies its key when its wait for room may be told (spread.go; nil: none since it last acquired)
 	stepDown  clock.Timer // fires at term.Deadline
 	// conflict is the resourceVersion of the record ("" = none) a write of
 	// ours lost a 409 on: nothing is written over that record again; the
@@ -198,7 +198,7 @@ func New(cfg Config, client Client, notify func(Key), log *slog.Logger) (*Electo
 	e := &Elector{
 		cfg: cfg, clock: cfg.Clock, client: client, notify: notify, log: log,
 		races: map[Key]*race{}, observed: map[Key]observation{}, expiries: map[Key]clock.Timer{},
-		waiting: map[*race]struct{}{},
+		waiting: map[*race]time.Time{},
 	}
 	inf, err := LeaseCache(client, cfg.Namespace, cfg.RetryPeriod, cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj any) { e.observe(obj, false) },
@@ -327,6 +327,7 @@ func (e *Elector) stopRace(r *race) (wasHeld bool) {
 	wasHeld = r.held
 	e.setLeading(r, false, Term{})
 	delete(e.waiting, r)
+	e.stopTellLocked(r)
 	return wasHeld
 }
 

@@ -143,6 +143,9 @@ func (e *Elector) contend(ctx context.Context, r *race, v view, now time.Time) t
 		return time.Time{}
 	case valid(v.obs, now) && !e.mine(v.obs):
 		r.freeAt = time.Time{}
+		e.mu.Lock()
+		e.stopTellLocked(r) // a later wait for room is told anew
+		e.mu.Unlock()
 		return v.obs.expiry()
 	default:
 		return e.acquire(ctx, r, v.cached, v.obs.holder, now)
@@ -159,7 +162,7 @@ func (e *Elector) acquire(ctx context.Context, r *race, base *coordinationv1.Lea
 	if at := e.rankWait(r.key, gone, r.freeAt, now); now.Before(at) {
 		return at
 	}
-	ok, retry := e.mayAcquire(r, now)
+	ok, retry := e.mayAcquire(r, r.freeAt, now)
 	if !ok {
 		return retry
 	}

@@ -121,40 +121,50 @@ func (e *Elector) firstRenewal(key Key, sent time.Time) time.Time {
 	return sent.Add(e.cfg.RetryPeriod/2 + time.Duration(frac*float64(e.cfg.RetryPeriod/2)))
 }
 
-// mayAcquire takes an acquisition slot for r, or says when to try again:
-// while a renewal failed (or was slow) within the last RetryPeriod, or
-// MaxAcquiring are in flight; zero retry when this node is full (MaxHeld):
-// r is woken when a hold ends, and the first time it waits its key is
-// notified (Waiting). acquired must be called after the write when ok.
-func (e *Elector) mayAcquire(r *race, now time.Time) (ok bool, retry time.Time) {
+// mayAcquire takes an acquisition slot for r, whose Lease it saw free
+// since freeAt, or says when to try again: while a renewal failed (or was
+// slow) within the last RetryPeriod, or MaxAcquiring are in flight; zero
+// retry when this node is full (MaxHeld): r is woken when a hold ends.
+// acquired must be called after the write when ok.
+func (e *Elector) mayAcquire(r *race, freeAt, now time.Time) (ok bool, retry time.Time) {
 	if e.cfg.MaxAcquiring <= 0 && e.cfg.MaxHeld <= 0 {
 		return true, time.Time{}
 	}
-	ok, retry, first := e.slot(r, now)
-	if first {
-		e.notify(r.key)
-	}
-	return ok, retry
-}
-
-// slot is mayAcquire under the lock; first reports that r starts waiting
-// for room for the first time since it last acquired its Lease.
-func (e *Elector) slot(r *race, now time.Time) (ok bool, retry time.Time, first bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	switch {
 	case !e.renewFailed.IsZero() && now.Before(e.renewFailed.Add(e.cfg.RetryPeriod)):
-		return false, e.renewFailed.Add(e.cfg.RetryPeriod), false
+		return false, e.renewFailed.Add(e.cfg.RetryPeriod)
 	case e.cfg.MaxAcquiring > 0 && e.acquiring >= e.cfg.MaxAcquiring:
-		return false, now.Add(e.cfg.RetryPeriod / 4), false
+		return false, now.Add(e.cfg.RetryPeriod / 4)
 	case e.cfg.MaxHeld > 0 && e.held+e.acquiring >= e.cfg.MaxHeld:
-		e.waiting[r] = struct{}{}
-		e.setFullLocked(true)
-		first, r.waitNoted = !r.waitNoted, true
-		return false, time.Time{}, first
+		e.waitLocked(r, freeAt)
+		return false, time.Time{}
 	}
 	e.acquiring++
-	return true, time.Time{}, false
+	return true, time.Time{}
+}
+
+// waitLocked puts r among the races waiting for room; mu must be held. Its
+// wait may be told (Waiting) once every other candidate had its chance at
+// the Lease (a RetryPeriod and every rank delay after it was seen free),
+// and its key is notified then, once per wait.
+func (e *Elector) waitLocked(r *race, freeAt time.Time) {
+	tellAt := freeAt.Add(e.cfg.RetryPeriod + time.Duration(len(e.peers))*e.cfg.RankDelay)
+	e.waiting[r] = tellAt
+	e.setFullLocked(true)
+	if r.tell == nil {
+		key := r.key
+		r.tell = e.clock.AfterFunc(tellAt, func() { e.notify(key) })
+	}
+}
+
+// stopTellLocked ends r's wait-telling timer; mu must be held.
+func (e *Elector) stopTellLocked(r *race) {
+	if r.tell != nil {
+		r.tell.Stop()
+		r.tell = nil
+	}
 }
 
 // acquired ends an acquisition taken by mayAcquire.
@@ -194,8 +204,9 @@ func (e *Elector) roomLocked() {
 }
 
 // Waiting reports whether key's Lease was free for this node to take, at
-// the race's last look, but this node holds as many as MaxHeld allows: the
-// race waits for room.
+// the race's last look, but this node holds as many as MaxHeld allows, and
+// no other candidate took it in the time it had: the race waits for room.
+// The key is notified when that becomes true.
 func (e *Elector) Waiting(key Key) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -203,8 +214,8 @@ func (e *Elector) Waiting(key Key) bool {
 	if r == nil {
 		return false
 	}
-	_, ok := e.waiting[r]
-	return ok
+	at, ok := e.waiting[r]
+	return ok && !e.clock.Now().Before(at)
 }
 
 // setFullLocked logs and reports a change of being full; mu must be held.

@@ -185,10 +185,17 @@ func TestMaxHeldWaitsForRoom(t *testing.T) {
 	if n.writes() != writes {
 		t.Fatal("wrote while full")
 	}
+	// Its wait is told once every other candidate had its chance: a
+	// RetryPeriod after it was seen free (no rank delay here).
+	if n.e.Waiting(k3) {
+		t.Error("Waiting before the other candidates had their chance")
+	}
+	before := n.notified(k3)
+	clk.Step(time.Second)
+	n.waitFor("the waiting key notified", func() bool { return n.notified(k3) > before })
 	if !n.e.Waiting(k3) || n.e.Waiting(k1) {
 		t.Errorf("Waiting: %v for the third, %v for a held one; want true, false", n.e.Waiting(k3), n.e.Waiting(k1))
 	}
-	n.waitFor("the waiting key notified", func() bool { return n.notified(k3) > 0 })
 	if err := n.e.Resign(t.Context(), k1); err != nil {
 		t.Fatal(err)
 	}

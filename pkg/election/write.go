@@ -158,7 +158,7 @@ func (e *Elector) accepted(r *race, out *coordinationv1.Lease, sent time.Time) {
 	e.setLeading(r, true, Term{Deadline: sent.Add(e.cfg.RenewDeadline), Expiry: sent.Add(e.cfg.LeaseDuration)})
 	r.confirmed = was && confirmed // a renewal keeps a confirmed term
 	r.conflict = nil
-	r.waitNoted = false
+	e.stopTellLocked(r)
 	e.mu.Unlock()
 	if wasKept {
 		e.log.Info("lease renewed after being kept without the API server", "lease", r.key.String(), "kept", keptFor)
