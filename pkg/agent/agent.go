@@ -98,8 +98,8 @@ type Elector interface {
 	// Observed: the Lease is in the elector's cache, whoever holds it.
 	Observed(election.Key) bool
 	// Waiting: the Lease is free for this node but it holds as many as its
-	// write budget renews (per-Service mode); the key is notified when it
-	// starts waiting.
+	// write budget renews (per-Service mode), and no other candidate took
+	// it in the time it had; the key is notified when that becomes true.
 	Waiting(election.Key) bool
 	Term(election.Key) (election.Term, bool)
 }

@@ -20,12 +20,7 @@ func (a *Agent) waitsForRoom(svc *kube.Service, st *serviceState, leading bool) 
 func (a *Agent) rankedFirst(svc *kube.Service, lease election.Key) bool {
 	others := a.EligibleNodes()
 	if svc != nil && svc.Local {
-		others = nil
-		for name := range a.readyOf(svc.Key).Nodes {
-			if a.nodeEligible(name) {
-				others = append(others, name)
-			}
-		}
+		others = a.readyEligibleNodes(a.readyOf(svc.Key))
 	}
 	for _, n := range others {
 		if n != a.cfg.NodeName && election.Outranks(lease, n, a.cfg.NodeName) {

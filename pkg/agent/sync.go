@@ -169,13 +169,19 @@ func (a *Agent) nodeEligible(name string) bool {
 // readyEligible counts the eligible nodes among those with a ready
 // endpoint.
 func (a *Agent) readyEligible(ready kube.Ready) int {
-	n := 0
+	return len(a.readyEligibleNodes(ready))
+}
+
+// readyEligibleNodes names the eligible nodes among those with a ready
+// endpoint.
+func (a *Agent) readyEligibleNodes(ready kube.Ready) []string {
+	var out []string
 	for name := range ready.Nodes {
 		if a.nodeEligible(name) {
-			n++
+			out = append(out, name)
 		}
 	}
-	return n
+	return out
 }
 
 // eligibleNodeCount counts the Nodes not excluded from load balancing;

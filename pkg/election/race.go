@@ -162,7 +162,7 @@ func (e *Elector) acquire(ctx context.Context, r *race, base *coordinationv1.Lea
 	if at := e.rankWait(r.key, gone, r.freeAt, now); now.Before(at) {
 		return at
 	}
-	ok, retry := e.mayAcquire(r, r.freeAt, now)
+	ok, retry := e.mayAcquire(r, now)
 	if !ok {
 		return retry
 	}

@@ -121,12 +121,12 @@ func (e *Elector) firstRenewal(key Key, sent time.Time) time.Time {
 	return sent.Add(e.cfg.RetryPeriod/2 + time.Duration(frac*float64(e.cfg.RetryPeriod/2)))
 }
 
-// mayAcquire takes an acquisition slot for r, whose Lease it saw free
-// since freeAt, or says when to try again: while a renewal failed (or was
-// slow) within the last RetryPeriod, or MaxAcquiring are in flight; zero
-// retry when this node is full (MaxHeld): r is woken when a hold ends.
-// acquired must be called after the write when ok.
-func (e *Elector) mayAcquire(r *race, freeAt, now time.Time) (ok bool, retry time.Time) {
+// mayAcquire takes an acquisition slot for r, or says when to try again:
+// while a renewal failed (or was slow) within the last RetryPeriod, or
+// MaxAcquiring are in flight; zero retry when this node is full (MaxHeld):
+// r is woken when a hold ends. Called from r's goroutine (r.freeAt is its
+// own). acquired must be called after the write when ok.
+func (e *Elector) mayAcquire(r *race, now time.Time) (ok bool, retry time.Time) {
 	if e.cfg.MaxAcquiring <= 0 && e.cfg.MaxHeld <= 0 {
 		return true, time.Time{}
 	}
@@ -138,7 +138,7 @@ func (e *Elector) mayAcquire(r *race, freeAt, now time.Time) (ok bool, retry tim
 	case e.cfg.MaxAcquiring > 0 && e.acquiring >= e.cfg.MaxAcquiring:
 		return false, now.Add(e.cfg.RetryPeriod / 4)
 	case e.cfg.MaxHeld > 0 && e.held+e.acquiring >= e.cfg.MaxHeld:
-		e.waitLocked(r, freeAt)
+		e.waitLocked(r, r.freeAt)
 		return false, time.Time{}
 	}
 	e.acquiring++

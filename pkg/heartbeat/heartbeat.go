@@ -274,11 +274,11 @@ func (e *Elector) HeldByOther(key election.Key) bool {
 // notifyAtLocked notifies key at at, once, unless a notification for it is
 // already due by then; mu must be held.
 func (e *Elector) notifyAtLocked(key election.Key, at time.Time) {
-	if t, ok := e.wakes[key]; ok && !t.at.After(at) {
-		return
-	}
-	if t, ok := e.wakes[key]; ok {
-		t.timer.Stop()
+	if w, ok := e.wakes[key]; ok {
+		if !w.at.After(at) {
+			return
+		}
+		w.timer.Stop()
 	}
 	w := &wake{at: at}
 	w.timer = e.clock.AfterFunc(at, func() {

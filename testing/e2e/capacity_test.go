@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netlink"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -41,8 +40,8 @@ func TestPerServiceModeFullHoldsSteady(t *testing.T) {
 	if err := parallel(n, func(i int) error { return createBigService(c, cs, i) }); err != nil {
 		t.Fatal(err)
 	}
-	held := c.waitBoundCount(links, n, 2*budget, 30*time.Second)
-	for node, k := range countPerNode(held) {
+	held := c.waitBound(links, n, 2*budget, nil, 30*time.Second)
+	for node, k := range perNode(held, c.allNodes()) {
 		if k != budget {
 			t.Errorf("%s holds %d, want %d (its budget)", node, k, budget)
 		}
@@ -95,20 +94,6 @@ func TestPerServiceModeFullHoldsSteady(t *testing.T) {
 	}
 }
 
-// waitBoundCount waits until exactly want of the first n bench VIPs are
-// bound, each on one node, and returns who holds which.
-func (c *cluster) waitBoundCount(links map[string]*netlink.Handle, n, want int, within time.Duration) map[netip.Addr]string {
-	c.t.Helper()
-	var got map[netip.Addr]string
-	if err := waitEvery(c.ctx, 50*time.Millisecond, within, func() bool {
-		got = boundVIPs(c.t, links, n, nil)
-		return len(got) == want
-	}); err != nil {
-		c.t.Fatalf("%d of %d VIPs bound after %v, want %d", len(got), n, within, want)
-	}
-	return got
-}
-
 // eventsWith lists the Events of Service name with reason.
 func (c *cluster) eventsWith(name, reason string) []corev1.Event {
 	var out []corev1.Event
@@ -116,14 +101,6 @@ func (c *cluster) eventsWith(name, reason string) []corev1.Event {
 		if e.Reason == reason {
 			out = append(out, e)
 		}
-	}
-	return out
-}
-
-func countPerNode(holders map[netip.Addr]string) map[string]int {
-	out := map[string]int{}
-	for _, n := range holders {
-		out[n]++
 	}
 	return out
 }

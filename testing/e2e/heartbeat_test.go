@@ -113,17 +113,24 @@ func (c *cluster) createMany(cs kubernetes.Interface, links map[string]*netlink.
 // node outside skip.
 func (c *cluster) waitAllBound(links map[string]*netlink.Handle, n int, skip map[string]bool, within time.Duration) map[netip.Addr]string {
 	c.t.Helper()
+	return c.waitBound(links, n, n, skip, within)
+}
+
+// waitBound waits until exactly want of the first n VIPs are bound, each
+// on one node outside skip, and returns who holds which.
+func (c *cluster) waitBound(links map[string]*netlink.Handle, n, want int, skip map[string]bool, within time.Duration) map[netip.Addr]string {
+	c.t.Helper()
 	var got map[netip.Addr]string
 	err := waitEvery(c.ctx, 50*time.Millisecond, within, func() bool {
 		got = boundVIPs(c.t, links, n, skip)
-		return len(got) == n
+		return len(got) == want
 	})
 	if err != nil {
 		for _, h := range c.n.Nodes {
 			log := c.agents[h.Name].Log()
 			c.t.Logf("%s's agent log (tail):\n%s", h.Name, log[max(0, len(log)-3000):])
 		}
-		c.t.Fatalf("%d of %d VIPs bound on exactly one node after %v", len(got), n, within)
+		c.t.Fatalf("%d of %d VIPs bound on exactly one node after %v, want %d", len(got), n, within, want)
 	}
 	return got
 }
