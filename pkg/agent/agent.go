@@ -126,7 +126,9 @@ type Announcer interface {
 	// interfaces): the errors by address.
 	Refresh(until map[netip.Addr]time.Time) map[netip.Addr]error
 	Down(addr netip.Addr) error
+	// Bound lists the addresses up here (sorted); IsBound asks about one.
 	Bound() []netip.Addr
+	IsBound(addr netip.Addr) bool
 	// Preserve stops announcing addr but may keep it on the node, never
 	// answered by ARP (vip_preserve_on_leadership_loss); Preserved lists
 	// those. Up takes one back, Down removes it.
@@ -257,8 +259,12 @@ type Agent struct {
 
 	// mu guards the worker's state against the address refresher; sync
 	// holds it throughout.
-	mu     sync.Mutex
-	states map[string]*serviceState
+	mu      sync.Mutex
+	states  map[string]*serviceState
+	byAddr  index[netip.Addr]   // the states by the addresses they use
+	byLease index[election.Key] // the candidate states by their Lease
+	// byForward: the states by the VIP their UPnP forwards point at
+	byForward index[netip.Addr]
 
 	labels *labeler // nil: no node labels
 
@@ -292,6 +298,9 @@ func New(cfg Config, d Deps, log *slog.Logger) (*Agent, error) {
 		statusQueue:  workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[string]()),
 		intents:      map[string]statusIntent{},
 		states:       map[string]*serviceState{},
+		byAddr:       newIndex((*serviceState).used),
+		byLease:      newIndex((*serviceState).campaign),
+		byForward:    newIndex((*serviceState).forwarded),
 		resyncPeriod: 30 * time.Second,
 	}
 	if a.log == nil {

@@ -20,7 +20,7 @@ import (
 // or is gone) has no macvlan and no client.
 func (a *Agent) syncDHCP(log *slog.Logger, svc *kube.Service, st *serviceState, v plan.Verdict, leading bool, in *statusIntent) error {
 	if !v.Active || !svc.DHCP.Asked() || !leading {
-		st.dhcpAddrs = nil
+		a.byAddr.update(st, func() { st.dhcpAddrs = nil })
 		if !slices.Contains(a.dp.DHCPKeys(), st.key) {
 			return nil
 		}
@@ -74,7 +74,7 @@ func (a *Agent) dhcpOutcome(svc *kube.Service, st *serviceState, p vip.DHCPParam
 			a.event(svc, corev1.EventTypeNormal, "DHCPAcquired", "node %s leased %s for MAC %s", a.cfg.NodeName, got, p.MAC)
 		}
 	}
-	st.dhcpAddrs = addrs
+	a.byAddr.update(st, func() { st.dhcpAddrs = addrs })
 	if len(addrs) == btoi(p.IPv4)+btoi(p.IPv6) {
 		in.addrs, in.up = addrs, true
 		return

@@ -267,6 +267,8 @@ func (d *fakeDataplane) Bound() []netip.Addr {
 	return out
 }
 
+func (d *fakeDataplane) IsBound(a netip.Addr) bool { return d.bound[a] }
+
 // fakeMetrics implements Metrics by logging every call.
 type fakeMetrics struct{ calls []string }
 
@@ -298,7 +300,7 @@ func defaultConfig() Config {
 // refresh), so what sync sees is exactly what the test set up, and the
 // informers' event handlers never enqueue anything behind its back.
 type fixture struct {
-	t      *testing.T
+	t      testing.TB
 	ctx    context.Context
 	a      *Agent
 	client *fake.Clientset
@@ -309,7 +311,7 @@ type fixture struct {
 	rec    *record.FakeRecorder
 }
 
-func newFixture(t *testing.T, cfg Config, objs ...runtime.Object) *fixture {
+func newFixture(t testing.TB, cfg Config, objs ...runtime.Object) *fixture {
 	t.Helper()
 	f := newFixtureOn(t, cfg, fake.NewClientset())
 	for _, o := range objs {
@@ -320,7 +322,7 @@ func newFixture(t *testing.T, cfg Config, objs ...runtime.Object) *fixture {
 }
 
 // newFixtureOn is a second agent (another node) on the same fake API.
-func newFixtureOn(t *testing.T, cfg Config, client *fake.Clientset) *fixture {
+func newFixtureOn(t testing.TB, cfg Config, client *fake.Clientset) *fixture {
 	t.Helper()
 	log := &callLog{}
 	f := &fixture{

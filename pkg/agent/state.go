@@ -2,6 +2,7 @@ package agent
 
 import (
 	"iter"
+	"maps"
 	"net/netip"
 	"slices"
 	"time"
@@ -94,6 +95,62 @@ func (st *serviceState) used() iter.Seq[netip.Addr] {
 					return
 				}
 			}
+		}
+	}
+}
+
+// index finds the Service states by what they use here (their addresses,
+// the Lease they campaign for): what one address or Lease needs is read
+// from the Services on it, not from every Service (a takeover of hundreds
+// of Services would walk them all once each). Only update changes what an
+// indexed state uses.
+type index[K comparable] struct {
+	keys func(*serviceState) iter.Seq[K] // what a state is found by
+	m    map[K]map[*serviceState]struct{}
+}
+
+func newIndex[K comparable](keys func(*serviceState) iter.Seq[K]) index[K] {
+	return index[K]{keys: keys, m: map[K]map[*serviceState]struct{}{}}
+}
+
+// on yields the states found by k, in no particular order.
+func (x index[K]) on(k K) iter.Seq[*serviceState] {
+	return maps.Keys(x.m[k])
+}
+
+// update runs change, which may change what st is found by, and
+// re-indexes st.
+func (x index[K]) update(st *serviceState, change func()) {
+	for k := range x.keys(st) {
+		delete(x.m[k], st)
+		if len(x.m[k]) == 0 {
+			delete(x.m, k)
+		}
+	}
+	change()
+	for k := range x.keys(st) {
+		if x.m[k] == nil {
+			x.m[k] = map[*serviceState]struct{}{}
+		}
+		x.m[k][st] = struct{}{}
+	}
+}
+
+// campaign yields the Lease this node campaigns for on the Service's
+// behalf, if it is a candidate.
+func (st *serviceState) campaign() iter.Seq[election.Key] {
+	return func(yield func(election.Key) bool) {
+		if st.candidate {
+			yield(st.lease)
+		}
+	}
+}
+
+// forwarded yields the VIP the Service's UPnP forwards point at, if any.
+func (st *serviceState) forwarded() iter.Seq[netip.Addr] {
+	return func(yield func(netip.Addr) bool) {
+		if st.upnp.local.IsValid() {
+			yield(st.upnp.local)
 		}
 	}
 }

@@ -61,7 +61,7 @@ func (a *Agent) intent(svc *kube.Service, v plan.Verdict, st *serviceState, lead
 	in.addrs, in.dhcp, in.problems = svc.Addrs, svc.DHCP.Asked(), svc.Problems
 	switch _, bgp := a.modes(svc); {
 	case st.l2:
-		in.up = leading && allIn(svc.Addrs, a.dp.Bound())
+		in.up = leading && a.allBound(svc.Addrs)
 	case a.routing(bgp) == plan.RoutingElected:
 		in.up = leading && st.routed && allIn(svc.Addrs, a.router.Advertised())
 	case a.routing(bgp) == plan.RoutingECMP:
@@ -73,6 +73,16 @@ func (a *Agent) intent(svc *kube.Service, v plan.Verdict, st *serviceState, lead
 		in.v = in.v.WaitingForRoom(a.cfg.NodeName)
 	}
 	return in
+}
+
+// allBound reports whether every one of addrs is up here.
+func (a *Agent) allBound(addrs []netip.Addr) bool {
+	for _, ip := range addrs {
+		if !a.dp.IsBound(ip) {
+			return false
+		}
+	}
+	return true
 }
 
 func allIn(addrs, set []netip.Addr) bool {

@@ -36,7 +36,7 @@ func (a *Agent) sync(ctx context.Context, key string) error {
 	log := a.log.With("service", key)
 	st := a.state(key)
 	prevLease := st.lease
-	st.lease = a.leaseKey(key, svc)
+	a.byLease.update(st, func() { st.lease = a.leaseKey(key, svc) })
 	v := plan.Evaluate(svc, a.others(svc), a.eligibility(svc))
 	l2, bgp := a.modes(svc)
 	candidate := !st.yield && plan.Candidate(v, a.addrViews(svc, key)) && plan.CanCarry(l2, bgp, a.sessions())
@@ -44,12 +44,13 @@ func (a *Agent) sync(ctx context.Context, key string) error {
 	forward := a.wantsForwards(svc, v, leading)
 	a.stopForwards(st, key, forward)
 
-	touched := st.claim(v.Active, svc)
+	var touched []netip.Addr
+	a.byAddr.update(st, func() { touched = st.claim(v.Active, svc) })
 	st.l2, st.pool, st.iface = l2, svc.PoolName(), svc.InterfaceName()
 	if svc != nil {
 		st.ports, st.vlan = svc.Ports, svc.VLAN
 	}
-	st.candidate = candidate && a.electing(l2, bgp)
+	a.byLease.update(st, func() { st.candidate = candidate && a.electing(l2, bgp) })
 	if st.candidate {
 		a.elector.Campaign(st.lease)
 	}
@@ -242,10 +243,9 @@ func (a *Agent) addrViews(svc *kube.Service, self string) []plan.AddrView {
 	if svc == nil {
 		return nil
 	}
-	bound := a.dp.Bound()
 	out := make([]plan.AddrView, 0, len(svc.Addrs))
 	for _, ip := range svc.Addrs {
-		out = append(out, plan.AddrView{Addr: ip, Up: slices.Contains(bound, ip), OtherHolds: a.otherHolds(ip, self)})
+		out = append(out, plan.AddrView{Addr: ip, Up: a.dp.IsBound(ip), OtherHolds: a.otherHolds(ip, self)})
 	}
 	return out
 }
@@ -263,30 +263,30 @@ func (a *Agent) otherHolds(ip netip.Addr, self string) bool {
 }
 
 // addrFacts gathers the facts about one address over every Service on it.
-func (a *Agent) addrFacts(ip netip.Addr, bound []netip.Addr) plan.AddrFacts {
-	return plan.AddrFacts{Up: slices.Contains(bound, ip), Led: a.led(ip), OtherHolds: a.otherHolds(ip, ""), Draining: a.drainingOn(ip)}
+func (a *Agent) addrFacts(ip netip.Addr) plan.AddrFacts {
+	return plan.AddrFacts{Up: a.dp.IsBound(ip), Led: a.led(ip), OtherHolds: a.otherHolds(ip, ""), Draining: a.drainingOn(ip)}
 }
 
 // led reports whether this node is a candidate for some Service on ip that
 // goes out by L2, and holds its Lease.
-func (a *Agent) led(ip netip.Addr) bool { return a.terms(ip)[ip].led }
+func (a *Agent) led(ip netip.Addr) bool { return a.term(ip).led }
 
 // applyAddrs brings each address up or down as planned. Withdrawals come
 // before any resignation (sync resigns last).
 func (a *Agent) applyAddrs(log *slog.Logger, addrs []netip.Addr) error {
 	var errs []error
-	bound := a.dp.Bound()
 	for _, ip := range addrs {
-		d := plan.Address(a.addrFacts(ip, bound))
+		f := a.addrFacts(ip)
+		d := plan.Address(f)
 		switch d.Action {
 		case plan.Announce:
 			if err := a.placeAddr(ip); err != nil {
 				errs = append(errs, err)
 				continue
 			}
-			errs = append(errs, a.up(ip, slices.Contains(bound, ip)))
+			errs = append(errs, a.up(ip, f.Up))
 		case plan.Withdraw:
-			errs = append(errs, a.withdraw(log, ip, slices.Contains(bound, ip), d.Why))
+			errs = append(errs, a.withdraw(log, ip, f.Up, d.Why))
 		}
 	}
 	return errors.Join(errs...)
@@ -307,7 +307,7 @@ func (a *Agent) withdraw(log *slog.Logger, ip netip.Addr, isUp bool, why string)
 
 // claimed reports whether an active Service claims ip.
 func (a *Agent) claimed(ip netip.Addr) bool {
-	for _, st := range a.states {
+	for st := range a.byAddr.on(ip) {
 		if slices.Contains(st.addrs, ip) {
 			return true
 		}
@@ -318,7 +318,7 @@ func (a *Agent) claimed(ip netip.Addr) bool {
 // placeAddr tells the dataplane where ip goes: on a Service's VLAN, else
 // on its interface (or the default).
 func (a *Agent) placeAddr(ip netip.Addr) error {
-	for _, st := range a.states {
+	for st := range a.byAddr.on(ip) {
 		if st.vlan.ID != 0 && slices.Contains(st.addrs, ip) {
 			if err := a.dp.UseVLAN(ip, st.vlan.Parent, st.vlan.ID); err != nil {
 				return fmt.Errorf("VLAN %d for %s: %w", st.vlan.ID, ip, err)
@@ -334,7 +334,7 @@ func (a *Agent) placeAddr(ip netip.Addr) error {
 // by Service key when several disagree; "" = the default).
 func (a *Agent) interfaceFor(ip netip.Addr) string {
 	var name, by string
-	for _, st := range a.states {
+	for st := range a.byAddr.on(ip) {
 		if st.iface != "" && slices.Contains(st.addrs, ip) && (by == "" || st.key < by) {
 			name, by = st.iface, st.key
 		}
@@ -372,7 +372,7 @@ func (a *Agent) applyRoutes(ctx context.Context, log *slog.Logger, addrs []netip
 // routedHere reports whether some Service on ip is advertised from here,
 // and its pool.
 func (a *Agent) routedHere(ip netip.Addr) (string, bool) {
-	for _, st := range a.states {
+	for st := range a.byAddr.on(ip) {
 		if st.routed && slices.Contains(st.addrs, ip) {
 			return st.pool, true
 		}
@@ -403,7 +403,7 @@ func (a *Agent) up(ip netip.Addr, isUp bool) error {
 }
 
 func (a *Agent) until(ip netip.Addr) (time.Time, bool) {
-	t := a.terms(ip)[ip]
+	t := a.term(ip)
 	if t.expiry.IsZero() {
 		return time.Time{}, false
 	}
@@ -417,43 +417,19 @@ type addrTerm struct {
 	expiry time.Time
 }
 
-// terms folds every L2 candidacy into the addrTerm of each of ips: one
-// pass over the Services, whatever the number of addresses.
-func (a *Agent) terms(ips ...netip.Addr) map[netip.Addr]addrTerm {
-	out := make(map[netip.Addr]addrTerm, len(ips))
-	for _, ip := range ips {
-		out[ip] = addrTerm{}
-	}
-	for _, st := range a.states {
-		if !st.l2 || !st.candidate || !usesAny(st, out) {
+// term folds the L2 candidacies of the Services on ip.
+func (a *Agent) term(ip netip.Addr) addrTerm {
+	var out addrTerm
+	for st := range a.byAddr.on(ip) {
+		if !st.l2 || !st.candidate {
 			continue
 		}
-		leading := a.elector.Leading(st.lease)
-		t, ok := a.elector.Term(st.lease)
-		for ip := range st.used() {
-			cur, asked := out[ip]
-			if !asked {
-				continue
-			}
-			cur.led = cur.led || leading
-			if ok && t.Expiry.After(cur.expiry) {
-				cur.expiry = t.Expiry
-			}
-			out[ip] = cur
+		out.led = out.led || a.elector.Leading(st.lease)
+		if t, ok := a.elector.Term(st.lease); ok && t.Expiry.After(out.expiry) {
+			out.expiry = t.Expiry
 		}
 	}
 	return out
-}
-
-// usesAny reports whether st uses one of the addresses of asked (so the
-// elector is asked only about Services that matter).
-func usesAny(st *serviceState, asked map[netip.Addr]addrTerm) bool {
-	for ip := range st.used() {
-		if _, ok := asked[ip]; ok {
-			return true
-		}
-	}
-	return false
 }
 
 // refreshAddrs extends the kernel lifetime of every address this node
@@ -477,8 +453,8 @@ func (a *Agent) refreshAddrs() {
 // the furthest expiry among the Leases on it, less the margin.
 func (a *Agent) ledUntil() map[netip.Addr]time.Time {
 	until := map[netip.Addr]time.Time{}
-	for ip, t := range a.terms(a.dp.Bound()...) {
-		if t.led && !t.expiry.IsZero() {
+	for _, ip := range a.dp.Bound() {
+		if t := a.term(ip); t.led && !t.expiry.IsZero() {
 			until[ip] = t.expiry.Add(-a.cfg.AddrMargin)
 		}
 	}
@@ -507,10 +483,8 @@ func (a *Agent) resignUnused(ctx context.Context, key string, st *serviceState, 
 
 // leaseInUse reports whether this node campaigns for some Service by k.
 func (a *Agent) leaseInUse(k election.Key) bool {
-	for _, st := range a.states {
-		if st.candidate && st.lease == k {
-			return true
-		}
+	for range a.byLease.on(k) {
+		return true
 	}
 	return false
 }

@@ -37,7 +37,7 @@ func (a *Agent) stopForwards(st *serviceState, key string, forward bool) {
 	if st.upnp.drainSince.IsZero() {
 		a.pm.Set(key, st.upnp.local, nil)
 		if a.elector.HeldByOther(st.lease) {
-			st.upnp = upnpState{}
+			a.byForward.update(st, func() { st.upnp = upnpState{} })
 			return
 		}
 		st.upnp.drainSince = a.clock.Now()
@@ -45,7 +45,7 @@ func (a *Agent) stopForwards(st *serviceState, key string, forward bool) {
 		return
 	}
 	if !a.isDraining(st, key) {
-		st.upnp = upnpState{}
+		a.byForward.update(st, func() { st.upnp = upnpState{} })
 	}
 }
 
@@ -62,8 +62,8 @@ func (a *Agent) isDraining(st *serviceState, key string) bool {
 
 // drainingOn reports whether ip must stay up for forwards being deleted.
 func (a *Agent) drainingOn(ip netip.Addr) bool {
-	for key, st := range a.states {
-		if st.upnp.local == ip && a.isDraining(st, key) {
+	for st := range a.byForward.on(ip) {
+		if a.isDraining(st, st.key) {
 			return true
 		}
 	}
@@ -83,7 +83,7 @@ func (a *Agent) syncForwards(svc *kube.Service, st *serviceState, forward bool, 
 		return
 	}
 	a.pm.Set(st.key, local, mappings(svc, local))
-	st.upnp = upnpState{local: local}
+	a.byForward.update(st, func() { st.upnp = upnpState{local: local} })
 	s := a.pm.State(st.key)
 	in.external = s.External
 	switch {

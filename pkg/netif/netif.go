@@ -274,6 +274,12 @@ func (l *Link) Snapshot() (*Snapshot, error) {
 	return s, nil
 }
 
+// Has reports whether the dump found a's host prefix (/32, /128).
+func (s *Snapshot) Has(a netip.Addr) bool {
+	p, ok := s.addrs[a.Unmap()]
+	return ok && p.Bits() == p.Addr().BitLen()
+}
+
 // InterfaceFor returns the name of the interface a belongs on: the interface
 // with an on-link prefix that contains a, looked up through h (nil means the
 // caller's network namespace). An IPv4-mapped IPv6 address is looked up as

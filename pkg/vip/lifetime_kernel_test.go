@@ -182,6 +182,59 @@ func TestKernelRefresh(t *testing.T) {
 	}
 }
 
+// Refresh binds an address still on its interface again only when that
+// ends its lifetime later: by a second or more, or by anything once no
+// more than two seconds of it are left. Each step sets the kernel's
+// lifetime to 100s behind the Manager's back first, so a bind shows as
+// the lifetime it gives.
+func TestKernelRefreshBindsOnlyWhatGains(t *testing.T) {
+	lm := newLifetimeManager(t, time.Hour)
+	if err := lm.up(lv4, 10*time.Second); err != nil { // ends at +8s
+		t.Fatal(err)
+	}
+	start := lm.clk.Now()
+	for _, step := range []struct {
+		name     string
+		at       time.Duration // on the Manager's clock, from Up
+		until    time.Duration // from Up
+		wantLeft int           // kernel's valid lifetime after Refresh
+	}{
+		{"gains nothing", 0, 10500 * time.Millisecond, 100},                                     // ends at +8s again
+		{"gains a second", 0, 11 * time.Second, 9},                                              // +9s
+		{"gains a fraction, 2.5s left", 6500 * time.Millisecond, 11300 * time.Millisecond, 100}, // +9.5s
+		{"gains a fraction, 1.8s left", 7200 * time.Millisecond, 11200 * time.Millisecond, 2},   // +9.2s
+	} {
+		setLifetime(t, lm.h, lv4, 100)
+		lm.clk.Set(start.Add(step.at))
+		var errs map[netip.Addr]error
+		if err := netnstest.InNS(lm.ns, func() error {
+			errs = lm.m.Refresh(map[netip.Addr]time.Time{lv4: start.Add(step.until)})
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if valid, found := lifetime(t, lm.h, lv4); len(errs) != 0 || !found || valid < step.wantLeft-1 || valid > step.wantLeft {
+			t.Errorf("%s: errors %v, found %t, valid %ds; want %ds", step.name, errs, found, valid, step.wantLeft)
+		}
+	}
+	if got := lm.sent.take(); len(got) != 1 {
+		t.Errorf("announcements %v, want only Up's", got)
+	}
+}
+
+// setLifetime gives a on eth0 a lifetime of secs behind the Manager's back.
+func setLifetime(t *testing.T, h *netlink.Handle, a netip.Addr, secs int) {
+	t.Helper()
+	l, err := h.LinkByName("eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	na := &netlink.Addr{IPNet: &net.IPNet{IP: a.AsSlice(), Mask: net.CIDRMask(a.BitLen(), a.BitLen())}, ValidLft: secs, PreferedLft: secs}
+	if err := h.AddrReplace(l, na); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // An Up that would gain a bound address less than a second of lifetime
 // reads and changes nothing (sync calls Up for every held address, so it
 // must not read the interface each time): an address removed behind the

@@ -235,30 +235,48 @@ func (m *Manager) Up(addr netip.Addr, until time.Time) error {
 }
 
 // lasts reports whether Up(addr, until) may leave addr as it is, without
-// reading the kernel's addresses: bound here, where it belongs, with a
-// lifetime that until still covers and that a bind now would extend by
-// less than a second. The caller's periodic Refresh gains that second (and
-// puts back an address someone removed). mu must be held.
+// reading the kernel's addresses: a bind now would extend its lifetime by
+// less than a second (see gain). The caller's periodic Refresh gains that
+// second (and puts back an address someone removed). mu must be held.
 func (m *Manager) lasts(addr netip.Addr, until time.Time) bool {
-	b, ok := m.bound[addr]
-	if !ok || b.preserved || b.end.IsZero() || until.IsZero() || m.repick[addr] {
-		return false
+	g, ok := m.gain(addr, until)
+	return ok && g < time.Second
+}
+
+// gain is how much later a bind now would end addr's lifetime; ok is false
+// when addr must go through a bind whatever the gain: not bound here (or
+// preserved, or permanent, or asked to be), not where it belongs, holding
+// a lifetime that until no longer covers (a shorter term: the bind
+// shortens it), or too close to until for any lifetime (ErrTooLate). mu
+// must be held.
+func (m *Manager) gain(addr netip.Addr, until time.Time) (g time.Duration, ok bool) {
+	b, bound := m.bound[addr]
+	if !bound || b.preserved || b.end.IsZero() || until.IsZero() || m.repick[addr] {
+		return 0, false
 	}
 	if name, err := m.interfaceFor(addr); err != nil || name != b.iface {
-		return false
+		return 0, false
+	}
+	if b.end.Add(m.slack + bindBudget).After(until) {
+		return 0, false
 	}
 	now := m.clock.Now()
 	lifetime := until.Sub(now) - m.slack - bindBudget
-	if lifetime < time.Second || b.end.Add(m.slack+bindBudget).After(until) {
-		return false
+	if lifetime < time.Second {
+		return 0, false // binding tells ErrTooLate
 	}
-	return now.Add(lifetime.Truncate(time.Second)).Before(b.end.Add(time.Second))
+	return now.Add(lifetime.Truncate(time.Second)).Sub(b.end), true
 }
 
 // Refresh is Up for every address of until, reading each interface's
 // addresses once for all of them instead of once per address: the
-// periodic extension of every VIP a node holds. It returns the error of
-// each address that failed.
+// periodic extension of every VIP a node holds. It puts back an address
+// someone removed; one still on its interface is bound again only when
+// that makes its lifetime end later, and, while more than refreshFloor of
+// it is left, only by a second or more (a node holding hundreds of VIPs
+// would otherwise send as many netlink requests on every call, most of
+// them changing nothing). It returns the error of each address that
+// failed.
 func (m *Manager) Refresh(until map[netip.Addr]time.Time) map[netip.Addr]error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -266,11 +284,33 @@ func (m *Manager) Refresh(until map[netip.Addr]time.Time) map[netip.Addr]error {
 	d := dumps{}
 	errs := map[netip.Addr]error{}
 	for addr, u := range until {
+		if m.keeps(addr, u, d) {
+			continue
+		}
 		if err := m.upLocked(addr, u, d); err != nil {
 			errs[addr] = err
 		}
 	}
 	return errs
+}
+
+// refreshFloor is the remaining lifetime under which Refresh binds an
+// address again even when that gains it less than a second: the caller's
+// next Refresh may come too late.
+const refreshFloor = 2 * time.Second
+
+// keeps reports whether Refresh may leave addr as it is: d's dump of its
+// interface found it, and a bind would not end its lifetime later, or
+// (more than refreshFloor of it left) by less than a second. mu must be
+// held.
+func (m *Manager) keeps(addr netip.Addr, until time.Time, d dumps) bool {
+	g, ok := m.gain(addr, until)
+	b := m.bound[addr]
+	if !ok || g >= time.Second || (g > 0 && b.end.Sub(m.clock.Now()) <= refreshFloor) {
+		return false
+	}
+	snap, err := d.of(b.iface, m.ifaces[b.iface])
+	return err == nil && snap.Has(addr)
 }
 
 // upLocked is Up with the interfaces' addresses read from d (nil: dumped
@@ -535,6 +575,15 @@ func (m *Manager) Bound() []netip.Addr {
 	}
 	slices.SortFunc(out, func(a, b netip.Addr) int { return a.Compare(b) })
 	return out
+}
+
+// IsBound reports whether addr is one of Bound, without listing them (or
+// removing a lapsed one: Bound, Up and Refresh do).
+func (m *Manager) IsBound(addr netip.Addr) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	b, ok := m.bound[addr]
+	return ok && !b.preserved && !b.lapsed(m.clock.Now())
 }
 
 // iface opens (once) the link and announcer for name; mu must be held.
