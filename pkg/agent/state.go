@@ -2,7 +2,6 @@ package agent
 
 import (
 	"iter"
-	"maps"
 	"net/netip"
 	"slices"
 	"time"
@@ -103,36 +102,37 @@ func (st *serviceState) used() iter.Seq[netip.Addr] {
 // the Lease they campaign for): what one address or Lease needs is read
 // from the Services on it, not from every Service (a takeover of hundreds
 // of Services would walk them all once each). Only update changes what an
-// indexed state uses.
+// indexed state uses. Most keys have one state (a shared address has a
+// few): a slice each, not a set.
 type index[K comparable] struct {
 	keys func(*serviceState) iter.Seq[K] // what a state is found by
-	m    map[K]map[*serviceState]struct{}
+	m    map[K][]*serviceState
 }
 
 func newIndex[K comparable](keys func(*serviceState) iter.Seq[K]) index[K] {
-	return index[K]{keys: keys, m: map[K]map[*serviceState]struct{}{}}
+	return index[K]{keys: keys, m: map[K][]*serviceState{}}
 }
 
-// on yields the states found by k, in no particular order.
+// on yields the states found by k.
 func (x index[K]) on(k K) iter.Seq[*serviceState] {
-	return maps.Keys(x.m[k])
+	return slices.Values(x.m[k])
 }
 
 // update runs change, which may change what st is found by, and
 // re-indexes st.
 func (x index[K]) update(st *serviceState, change func()) {
 	for k := range x.keys(st) {
-		delete(x.m[k], st)
-		if len(x.m[k]) == 0 {
+		if rest := slices.DeleteFunc(x.m[k], func(o *serviceState) bool { return o == st }); len(rest) > 0 {
+			x.m[k] = rest
+		} else {
 			delete(x.m, k)
 		}
 	}
 	change()
 	for k := range x.keys(st) {
-		if x.m[k] == nil {
-			x.m[k] = map[*serviceState]struct{}{}
+		if !slices.Contains(x.m[k], st) {
+			x.m[k] = append(x.m[k], st)
 		}
-		x.m[k][st] = struct{}{}
 	}
 }
 
