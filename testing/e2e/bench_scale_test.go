@@ -368,9 +368,13 @@ func scaleDoc(results []scaleResult, window time.Duration, env []string, loadBef
 		if r.crash == 0 {
 			crash = "not all in 1 min"
 		}
-		fmt.Fprintf(&b, "| %d | %d | %s | %s | %s | %d | %s | %s | %d/%d | %s (%d; first %s) |\n",
+		first := "none back"
+		if r.crashFirst > 0 {
+			first = "first " + fmtDur(r.crashFirst)
+		}
+		fmt.Fprintf(&b, "| %d | %d | %s | %s | %s | %d | %s | %s | %d/%d | %s (%d; %s) |\n",
 			r.row.nodes, r.row.services, fmtDur(r.api), announced, fmtVerbs(r.perVerb), r.changes,
-			fmtRSS(r.rss, r.anon), fmtList(r.cpu, "%.1f"), r.minVIPs, r.maxVIPs, crash, r.crashHeld, fmtDur(r.crashFirst))
+			fmtRSS(r.rss, r.anon), fmtList(r.cpu, "%.1f"), r.minVIPs, r.maxVIPs, crash, r.crashHeld, first)
 	}
 	b.WriteString(`
 - **bound**: a VIP counts once it is bound on exactly one node's eth0 (read over netlink every 50 ms; 20 ms after the crash; the crashed node is not read).
