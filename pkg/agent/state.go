@@ -99,11 +99,11 @@ func (st *serviceState) used() iter.Seq[netip.Addr] {
 }
 
 // index finds the Service states by what they use here (their addresses,
-// the Lease they campaign for): what one address or Lease needs is read
-// from the Services on it, not from every Service (a takeover of hundreds
-// of Services would walk them all once each). Only update changes what an
-// indexed state uses. Most keys have one state (a shared address has a
-// few): a slice each, not a set.
+// the Lease they campaign for, the VIP their forwards point at): what one
+// address or Lease needs is read from the Services on it, not from every
+// Service (a takeover of hundreds of Services would walk them all once
+// each). Only update changes what an indexed state uses. Most keys have
+// one state (a shared address has a few): a slice each, not a set.
 type index[K comparable] struct {
 	keys func(*serviceState) iter.Seq[K] // what a state is found by
 	m    map[K][]*serviceState
