@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -134,6 +135,19 @@ func scaleRun(t *testing.T, r scaleRow, window time.Duration, env []string) scal
 	return res
 }
 
+// keepAgentLogs writes each agent's log to the temporary directory, so a
+// flap in a bench row can be explained after the run.
+func keepAgentLogs(t *testing.T, c *cluster, row string) {
+	for _, n := range c.allNodes() {
+		path := filepath.Join(os.TempDir(), fmt.Sprintf("vigil-bench-scale-%s-%s.log", row, n))
+		if err := os.WriteFile(path, []byte(c.agents[n].Log()), 0o644); err != nil {
+			t.Errorf("keep %s's log: %v", n, err)
+			continue
+		}
+		t.Logf("%s's log: %s", n, path)
+	}
+}
+
 // steady measures lease requests, holder changes, CPU and RSS over window.
 func (res *scaleResult) steady(t *testing.T, c *cluster, cs kubernetes.Interface, links map[string]*netlink.Handle, window time.Duration) {
 	before, err := leaseRequests(c.ctx, cs)
@@ -149,14 +163,19 @@ func (res *scaleResult) steady(t *testing.T, c *cluster, cs kubernetes.Interface
 		for vip, n := range cur {
 			if p, ok := prev[vip]; !ok || p != n {
 				res.changes++
+				t.Logf("steady window +%v: %s bound on %q, was %q", time.Since(start).Round(time.Millisecond), vip, n, p)
 			}
 		}
-		for vip := range prev {
+		for vip, p := range prev {
 			if _, ok := cur[vip]; !ok {
 				res.changes++
+				t.Logf("steady window +%v: %s no longer bound, was on %s", time.Since(start).Round(time.Millisecond), vip, p)
 			}
 		}
 		prev = cur
+	}
+	if res.changes > 0 {
+		keepAgentLogs(t, c, fmt.Sprintf("%dx%d", res.row.nodes, res.row.services))
 	}
 	elapsed := time.Since(start).Seconds()
 	after, err := leaseRequests(c.ctx, cs)
