@@ -65,6 +65,9 @@ func (e *Elector) decide(key election.Key, cached *coordinationv1.Lease, now tim
 	if c == nil || !e.running {
 		return decision{}
 	}
+	if e.staleLocked(key, cached) {
+		return decision{} // the informer's event since has queued key again
+	}
 	d := decision{cached: cached}
 	var r svcRec
 	if cached != nil {
@@ -86,6 +89,19 @@ func (e *Elector) decide(key election.Key, cached *coordinationv1.Lease, now tim
 		return d // our create has not reached the informer yet
 	}
 	return e.decideFree(key, c, cached, e.svcs[key].releasedBy, now, d)
+}
+
+// staleLocked reports whether the cached Lease step read is not the one
+// the informer's handler last delivered: read before an event the handler
+// has since handled (a write of ours, confirmed meanwhile, would look
+// deleted by another) or after one it has not handled yet. Either way that
+// event queues key again. mu held.
+func (e *Elector) staleLocked(key election.Key, cached *coordinationv1.Lease) bool {
+	seen, ok := e.svcs[key]
+	if cached == nil {
+		return ok
+	}
+	return !ok || seen.rv != cached.ResourceVersion
 }
 
 // decideMine: the Lease names this instance.

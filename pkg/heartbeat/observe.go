@@ -39,6 +39,7 @@ type svcRec struct {
 	dur                    time.Duration
 	at                     time.Time
 	releasedBy             string // holder "" only: who held it before (it ranks last)
+	rv                     string // the resourceVersion it was read at
 }
 
 func (r svcRec) same(o svcRec) bool {
@@ -158,6 +159,7 @@ func (e *Elector) recordSvc(key election.Key, r *svcRec, rv string) (notify bool
 	} else if had && r.holder == "" {
 		r.releasedBy = prev.holder
 	}
+	r.rv = rv
 	e.svcs[key] = *r
 	confirm := c != nil && c.held && !c.confirmed && rv == c.rv && e.mine(*r)
 	if confirm {
