@@ -118,6 +118,9 @@ func (x index[K]) on(k K) iter.Seq[*serviceState] {
 	return slices.Values(x.m[k])
 }
 
+// has reports whether some state is found by k.
+func (x index[K]) has(k K) bool { return len(x.m[k]) > 0 }
+
 // update runs change, which may change what st is found by, and
 // re-indexes st.
 func (x index[K]) update(st *serviceState, change func()) {

@@ -482,12 +482,7 @@ func (a *Agent) resignUnused(ctx context.Context, key string, st *serviceState, 
 }
 
 // leaseInUse reports whether this node campaigns for some Service by k.
-func (a *Agent) leaseInUse(k election.Key) bool {
-	for range a.byLease.on(k) {
-		return true
-	}
-	return false
-}
+func (a *Agent) leaseInUse(k election.Key) bool { return a.byLease.has(k) }
 
 // cleanUpLease deletes the Lease of a deleted Service once no node holds
 // it (this node resigned; another released it or is gone by our
