@@ -1,11 +1,13 @@
-# vigil's image: one static binary on an empty base, nothing else.
+# vigil's image: two static binaries on an empty base, nothing else — vigil
+# (the agent and every command) and vigil-bgp (the BGP speaker process the
+# agent starts from beside itself when bgp_enable is set).
 #
 #   docker build -t vigil .                       # compiles in the golang stage
 #   docker buildx build --platform linux/amd64,linux/arm64 -t vigil .
 #
 # CI builds the same runtime stage without a Docker daemon or a registry:
 # `make image` (testing/image/build.sh) cross-compiles bin/linux-<arch>/vigil
-# with the host's Go and runs `buildah bud --target prebuilt`.
+# and vigil-bgp with the host's Go and runs `buildah bud --target prebuilt`.
 #
 # The image's user is 65532 (nobody needs root to run `vigil version` or
 # `vigil manifest`). The agent itself runs as uid 0 with every capability
@@ -25,17 +27,17 @@ COPY internal ./internal
 COPY pkg ./pkg
 RUN CGO_ENABLED=0 GOOS=${TARGETOS} GOARCH=${TARGETARCH} go build -trimpath \
     -ldflags "-s -w -X github.com/vigil-lb/vigil/pkg/cli.Version=${VERSION}" \
-    -o /out/vigil ./cmd/vigil
+    -o /out/ ./cmd/vigil ./cmd/vigil-bgp
 
 # The runtime stage from a binary built outside (make image).
 FROM scratch AS prebuilt
 ARG TARGETARCH
-COPY bin/linux-${TARGETARCH}/vigil /usr/local/bin/vigil
+COPY bin/linux-${TARGETARCH}/vigil bin/linux-${TARGETARCH}/vigil-bgp /usr/local/bin/
 USER 65532:65532
 ENTRYPOINT ["/usr/local/bin/vigil"]
 
 # The default target: the same runtime stage from the build stage.
 FROM scratch
-COPY --from=build /out/vigil /usr/local/bin/vigil
+COPY --from=build /out/vigil /out/vigil-bgp /usr/local/bin/
 USER 65532:65532
 ENTRYPOINT ["/usr/local/bin/vigil"]

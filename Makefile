@@ -11,8 +11,10 @@ export CGO_ENABLED ?= 0
 
 all: build
 
+# bin/vigil (the agent and every other command) and bin/vigil-bgp (the BGP
+# speaker process the agent starts from beside itself with bgp_enable).
 build:
-	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/vigil
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/ ./cmd/vigil ./cmd/vigil-bgp
 
 vet:
 	$(GO) vet ./...

@@ -1,7 +1,9 @@
 // Package bgp is vigil's BGP speaker: it announces VIPs (/32 and /128 with
 // next hop self) to routers, wrapping an embedded GoBGP v4 server
 // (github.com/osrg/gobgp/v4). It imports no Kubernetes code and no other
-// vigil package but internal/clock.
+// vigil package but internal/clock and pkg/bgpspec, whose types (Config,
+// Peer, Route, PeerState...) are its own. Only the speaker process,
+// cmd/vigil-bgp, links it: the agent drives it there through pkg/bgpproc.
 //
 // A Speaker holds a desired state, set level-triggered by its callers:
 // SetPeers makes the configured sessions match a list (adding, replacing a

@@ -27,12 +27,12 @@ func (s *Speaker) setPolicies(ctx context.Context, extra Route) error {
 	s.mu.Lock()
 	var rs []Route
 	for p, r := range s.sent {
-		if r.restricted() && p != extra.Prefix {
+		if r.Restricted() && p != extra.Prefix {
 			rs = append(rs, r)
 		}
 	}
 	s.mu.Unlock()
-	if extra.restricted() {
+	if extra.Restricted() {
 		rs = append(rs, extra)
 	}
 	slices.SortFunc(rs, func(a, b Route) int { return a.Prefix.Addr().Compare(b.Prefix.Addr()) })

@@ -349,7 +349,7 @@ func (s *Speaker) sentAsWanted(p netip.Prefix) bool {
 	defer s.mu.Unlock()
 	want, ok := s.routes[p]
 	have, had := s.sent[p]
-	return ok && had && want.equal(have)
+	return ok && had && want.Equal(have)
 }
 
 // Withdraw makes p not announced; withdrawing an unknown prefix does

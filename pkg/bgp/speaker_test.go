@@ -202,7 +202,7 @@ func receivedOf(p *apiutil.Path) received {
 			r.Communities = a.Value
 		case *pkt.PathAttributeLargeCommunities:
 			for _, c := range a.Values {
-				r.Large = append(r.Large, LargeCommunity{c.ASN, c.LocalData1, c.LocalData2})
+				r.Large = append(r.Large, LargeCommunity{Global: c.ASN, Local1: c.LocalData1, Local2: c.LocalData2})
 			}
 		}
 	}
@@ -218,7 +218,7 @@ func TestAnnounceWithdrawIPv4IPv6(t *testing.T) {
 	default:
 		t.Errorf("sessions came up and Changes was not signalled")
 	}
-	large := []LargeCommunity{{4200000000, 1, 2}}
+	large := []LargeCommunity{{Global: 4200000000, Local1: 1, Local2: 2}}
 	for _, r := range []Route{{Prefix: v4VIP, Communities: []uint32{65000<<16 | 100}}, {Prefix: v6VIP, LargeCommunities: large}} {
 		if err := p.node.Announce(ctx, r); err != nil {
 			t.Fatal(err)

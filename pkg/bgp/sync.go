@@ -96,13 +96,13 @@ func (s *Speaker) syncRoute(ctx context.Context, p netip.Prefix) error {
 	have, had := s.sent[p]
 	s.mu.Unlock()
 	switch {
-	case ok && had && want.equal(have), !ok && !had:
+	case ok && had && want.Equal(have), !ok && !had:
 		return nil
 	case !ok:
 		return s.deletePath(ctx, have)
 	}
 	reroute := had && !slices.Equal(want.Peers, have.Peers)
-	if want.restricted() || reroute {
+	if want.Restricted() || reroute {
 		// The export policy must reject the route for other peers
 		// before GoBGP propagates it.
 		if err := s.setPolicies(ctx, want); err != nil {
@@ -145,7 +145,7 @@ func (s *Speaker) deletePath(ctx context.Context, r Route) error {
 	delete(s.sent, r.Prefix)
 	s.mu.Unlock()
 	s.log.Debug("BGP route withdrawn", "prefix", r.Prefix)
-	if r.restricted() {
+	if r.Restricted() {
 		return s.setPolicies(ctx, Route{})
 	}
 	return nil

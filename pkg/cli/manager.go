@@ -21,7 +21,7 @@ import (
 	"github.com/vigil-lb/vigil/internal/clock"
 	"github.com/vigil-lb/vigil/pkg/agent"
 	"github.com/vigil-lb/vigil/pkg/announce"
-	"github.com/vigil-lb/vigil/pkg/bgp"
+	"github.com/vigil-lb/vigil/pkg/bgpproc"
 	"github.com/vigil-lb/vigil/pkg/crdconfig"
 	"github.com/vigil-lb/vigil/pkg/dhcp"
 	"github.com/vigil-lb/vigil/pkg/dnsname"
@@ -189,7 +189,7 @@ type manager struct {
 	dp      *vip.Manager
 	el      runElector
 	pm      *upnp.Manager
-	speaker *bgp.Speaker
+	speaker *bgpproc.Remote
 	routed  *routed.Dataplane
 	crds    *crdconfig.Source
 	// sessions: every node's published BGP sessions, for BGPPeer status.

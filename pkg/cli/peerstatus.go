@@ -9,7 +9,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/vigil-lb/vigil/internal/clock"
-	"github.com/vigil-lb/vigil/pkg/bgp"
+	"github.com/vigil-lb/vigil/pkg/bgpspec"
 	"github.com/vigil-lb/vigil/pkg/kubeclient"
 	"github.com/vigil-lb/vigil/pkg/metrics"
 	"github.com/vigil-lb/vigil/pkg/nodestatus"
@@ -21,7 +21,7 @@ const peerStatusInterval = 10 * time.Second
 
 // peerSource is the BGP speaker as the peer watch sees it.
 type peerSource interface {
-	Peers(ctx context.Context) ([]bgp.PeerState, error)
+	Peers(ctx context.Context) ([]bgpspec.PeerState, error)
 	Changes() <-chan struct{}
 }
 
@@ -126,7 +126,7 @@ func (w *peerWatch) logErr(ctx context.Context, what string, err error) {
 }
 
 // established counts the sessions that are established.
-func established(peers []bgp.PeerState) int {
+func established(peers []bgpspec.PeerState) int {
 	n := 0
 	for _, p := range peers {
 		if p.State == "established" {
@@ -136,7 +136,7 @@ func established(peers []bgp.PeerState) int {
 	return n
 }
 
-func metricPeers(peers []bgp.PeerState) []metrics.BGPPeer {
+func metricPeers(peers []bgpspec.PeerState) []metrics.BGPPeer {
 	out := make([]metrics.BGPPeer, 0, len(peers))
 	for _, p := range peers {
 		out = append(out, metrics.BGPPeer{Peer: p.Address.String(), State: p.State, PrefixesAdvertised: p.PrefixesSent, UpdatesSent: p.UpdatesSent})
@@ -144,7 +144,7 @@ func metricPeers(peers []bgp.PeerState) []metrics.BGPPeer {
 	return out
 }
 
-func nodePeers(peers []bgp.PeerState) []nodestatus.Peer {
+func nodePeers(peers []bgpspec.PeerState) []nodestatus.Peer {
 	out := make([]nodestatus.Peer, 0, len(peers))
 	for _, p := range peers {
 		out = append(out, nodestatus.Peer{

@@ -14,7 +14,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/vigil-lb/vigil/internal/clock/clocktest"
-	"github.com/vigil-lb/vigil/pkg/bgp"
+	"github.com/vigil-lb/vigil/pkg/bgpspec"
 	"github.com/vigil-lb/vigil/pkg/metrics"
 	"github.com/vigil-lb/vigil/pkg/nodestatus"
 )
@@ -23,19 +23,19 @@ import (
 type fakePeers struct {
 	changes chan struct{}
 	mu      sync.Mutex
-	peers   []bgp.PeerState
+	peers   []bgpspec.PeerState
 	err     error
 }
 
 func (f *fakePeers) Changes() <-chan struct{} { return f.changes }
 
-func (f *fakePeers) Peers(context.Context) ([]bgp.PeerState, error) {
+func (f *fakePeers) Peers(context.Context) ([]bgpspec.PeerState, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.peers, f.err
 }
 
-func (f *fakePeers) set(err error, peers ...bgp.PeerState) {
+func (f *fakePeers) set(err error, peers ...bgpspec.PeerState) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.peers, f.err = peers, err
@@ -78,8 +78,8 @@ func TestPeerWatch(t *testing.T) {
 	clk.OnReset(func(at time.Time) { steps <- at })
 	src := &fakePeers{changes: make(chan struct{}, 1)}
 	rec := &recorder{}
-	up := bgp.PeerState{Address: netip.MustParseAddr("198.18.0.254"), ASN: 65001, State: "established", Since: start, PrefixesSent: 2}
-	down := bgp.PeerState{Address: netip.MustParseAddr("fd00:1ab::fe"), ASN: 65002, State: "active", LastError: "hold timer expired"}
+	up := bgpspec.PeerState{Address: netip.MustParseAddr("198.18.0.254"), ASN: 65001, State: "established", Since: start, PrefixesSent: 2}
+	down := bgpspec.PeerState{Address: netip.MustParseAddr("fd00:1ab::fe"), ASN: 65002, State: "active", LastError: "hold timer expired"}
 	src.set(nil, up, down)
 	var sessionsUp, upChanges atomic.Int32
 	w := &peerWatch{src: src, pub: rec, met: rec, clock: clk, every: 10 * time.Second, log: slog.New(slog.NewTextHandler(io.Discard, nil)),

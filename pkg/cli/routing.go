@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -17,7 +19,8 @@ import (
 	"k8s.io/client-go/dynamic"
 
 	"github.com/vigil-lb/vigil/pkg/arpguard"
-	"github.com/vigil-lb/vigil/pkg/bgp"
+	"github.com/vigil-lb/vigil/pkg/bgpproc"
+	"github.com/vigil-lb/vigil/pkg/bgpspec"
 	"github.com/vigil-lb/vigil/pkg/crdconfig"
 	"github.com/vigil-lb/vigil/pkg/kubeclient"
 	"github.com/vigil-lb/vigil/pkg/lbconfig"
@@ -50,9 +53,17 @@ func (m *manager) router(client *kubeclient.Clientset) error {
 		return err
 	}
 	c := m.o.bgpCfg
-	sp, err := bgp.New(bgp.Config{
-		ASN: c.speaker.ASN, RouterID: c.speaker.RouterID, ListenPort: c.speaker.ListenPort,
-		SourceAddress: c.speaker.SourceAddress, Log: m.log.With("component", "bgp"),
+	exe, err := speakerExecutable()
+	if err != nil {
+		return err
+	}
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(m.o.logLevel)) // validated at start-up
+	sp, err := bgpproc.New(bgpproc.Options{
+		Start: bgpproc.Command(exe),
+		Speaker: bgpspec.Config{ASN: c.speaker.ASN, RouterID: c.speaker.RouterID,
+			ListenPort: c.speaker.ListenPort, SourceAddress: c.speaker.SourceAddress},
+		LogLevel: lvl, Log: m.log,
 	})
 	if err != nil {
 		return fmt.Errorf("bgp: %w", err)
@@ -67,6 +78,26 @@ func (m *manager) router(client *kubeclient.Clientset) error {
 	return m.localRouted(cfg, sp)
 }
 
+// speakerName is the BGP speaker's executable (cmd/vigil-bgp).
+const speakerName = "vigil-bgp"
+
+// speakerExecutable finds the BGP speaker beside the agent's own executable,
+// else in $PATH.
+func speakerExecutable() (string, error) {
+	self, err := os.Executable()
+	if err == nil {
+		beside := filepath.Join(filepath.Dir(self), speakerName)
+		if _, err := os.Stat(beside); err == nil {
+			return beside, nil
+		}
+	}
+	p, err := exec.LookPath(speakerName)
+	if err != nil {
+		return "", fmt.Errorf("bgp_enable=true needs the BGP speaker %s beside %s or in $PATH: %w", speakerName, self, err)
+	}
+	return p, nil
+}
+
 // routesJournal is the routed dataplane's journal beside the VIP journal
 // (vips.json -> vips-routes.json).
 func routesJournal(stateFile string) string {
@@ -74,7 +105,7 @@ func routesJournal(stateFile string) string {
 }
 
 // localRouted makes advertised addresses local (lo) and hidden from ARP.
-func (m *manager) localRouted(cfg routed.Config, sp *bgp.Speaker) error {
+func (m *manager) localRouted(cfg routed.Config, sp routed.Speaker) error {
 	// One netlink socket for the agent's life (closed with the process),
 	// not one per request: the guard changes once per VIP.
 	conn, err := nftables.New(nftables.AsLasting())
@@ -182,7 +213,7 @@ func (m *manager) peering(client *kubeclient.Clientset) {
 // speakerSessions gives the peers this node must have to the speaker,
 // with the router id they name (routerID on BGPPeers) or the settings'.
 type speakerSessions struct {
-	sp       *bgp.Speaker
+	sp       *bgpproc.Remote
 	routerID netip.Addr // from bgp_routerid or the node's address
 	log      *slog.Logger
 }
@@ -199,10 +230,10 @@ func (s speakerSessions) SetPeers(ctx context.Context, peers []lbconfig.Peer) er
 }
 
 // bgpPeers maps the typed model onto the speaker's peers.
-func bgpPeers(peers []lbconfig.Peer) []bgp.Peer {
-	out := make([]bgp.Peer, 0, len(peers))
+func bgpPeers(peers []lbconfig.Peer) []bgpspec.Peer {
+	out := make([]bgpspec.Peer, 0, len(peers))
 	for _, p := range peers {
-		bp := bgp.Peer{
+		bp := bgpspec.Peer{
 			Address: p.Address, Port: p.Port, ASN: p.ASN, LocalASN: p.MyASN, Password: p.Password,
 			HoldTime: p.HoldTime, KeepaliveTime: p.KeepaliveTime, ConnectTime: p.ConnectTime,
 			GracefulRestart: p.GracefulRestart, SourceAddress: p.SourceAddress,
@@ -211,7 +242,7 @@ func bgpPeers(peers []lbconfig.Peer) []bgp.Peer {
 			bp.EBGPMultiHop = 255
 		}
 		if p.BFD != nil {
-			bp.BFD = &bgp.BFD{ReceiveInterval: p.BFD.ReceiveInterval, TransmitInterval: p.BFD.TransmitInterval, DetectMultiplier: p.BFD.DetectMultiplier}
+			bp.BFD = &bgpspec.BFD{ReceiveInterval: p.BFD.ReceiveInterval, TransmitInterval: p.BFD.TransmitInterval, DetectMultiplier: p.BFD.DetectMultiplier}
 		}
 		out = append(out, bp)
 	}
@@ -280,7 +311,7 @@ func (a adverts) nodeLabels() map[string]string {
 // prefix, so advertisements that give one prefix the same attributes merge
 // their peers, and with different attributes the first by name wins (the
 // conflict is reported through conflict, once per pair).
-func (a adverts) Routes(addr netip.Addr, pool string) []bgp.Route {
+func (a adverts) Routes(addr netip.Addr, pool string) []bgpspec.Route {
 	cfg := a.src.Config()
 	_, advs := cfg.ForPool(pool)
 	labels := a.nodeLabels()
@@ -290,11 +321,11 @@ func (a adverts) Routes(addr netip.Addr, pool string) []bgp.Route {
 	}
 	slices.SortFunc(advs, func(x, y lbconfig.BGPAdvertisement) int { return strings.Compare(x.Name, y.Name) })
 	peers := append(slices.Clone(a.static), cfg.Peers...)
-	var out []bgp.Route
+	var out []bgpspec.Route
 	from := map[netip.Prefix]string{} // prefix → the advertisement that gave it
 	for _, adv := range advs {
 		r := advertRoute(addr, adv, peers)
-		i := slices.IndexFunc(out, func(o bgp.Route) bool { return o.Prefix == r.Prefix })
+		i := slices.IndexFunc(out, func(o bgpspec.Route) bool { return o.Prefix == r.Prefix })
 		switch {
 		case i < 0:
 			out, from[r.Prefix] = append(out, r), adv.Name
@@ -308,16 +339,16 @@ func (a adverts) Routes(addr netip.Addr, pool string) []bgp.Route {
 }
 
 // advertRoute is adv's route for addr.
-func advertRoute(addr netip.Addr, adv lbconfig.BGPAdvertisement, peers []lbconfig.Peer) bgp.Route {
+func advertRoute(addr netip.Addr, adv lbconfig.BGPAdvertisement, peers []lbconfig.Peer) bgpspec.Route {
 	v4, v6 := adv.Aggregation()
 	bits := v4
 	if addr.Is6() {
 		bits = v6
 	}
-	r := bgp.Route{Prefix: netip.PrefixFrom(addr, bits).Masked(), LocalPref: adv.LocalPref}
+	r := bgpspec.Route{Prefix: netip.PrefixFrom(addr, bits).Masked(), LocalPref: adv.LocalPref}
 	for _, c := range adv.Communities {
 		if c.Large {
-			r.LargeCommunities = append(r.LargeCommunities, bgp.LargeCommunity{Global: c.Global, Local1: c.Local1, Local2: c.Local2})
+			r.LargeCommunities = append(r.LargeCommunities, bgpspec.LargeCommunity{Global: c.Global, Local1: c.Local1, Local2: c.Local2})
 		} else {
 			r.Communities = append(r.Communities, c.Value)
 		}
@@ -327,7 +358,7 @@ func advertRoute(addr netip.Addr, adv lbconfig.BGPAdvertisement, peers []lbconfi
 }
 
 // sameAttributes: the same route apart from its peers.
-func sameAttributes(x, y bgp.Route) bool {
+func sameAttributes(x, y bgpspec.Route) bool {
 	x.Peers, y.Peers = nil, nil
 	return reflect.DeepEqual(x, y)
 }

@@ -8,7 +8,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
-	"github.com/vigil-lb/vigil/pkg/bgp"
+	"github.com/vigil-lb/vigil/pkg/bgpspec"
 	"github.com/vigil-lb/vigil/pkg/lbconfig"
 )
 
@@ -56,9 +56,9 @@ func TestAdverts(t *testing.T) {
 		t.Errorf("no advertisement objects: Modes = %t, %t; want the settings (true, true)", l2, b)
 	}
 	got := a.Routes(vip, "routed")
-	want := []bgp.Route{
+	want := []bgpspec.Route{
 		{Prefix: netip.MustParsePrefix("198.18.0.160/32"), LocalPref: 150, Communities: []uint32{65000<<16 | 100},
-			LargeCommunities: []bgp.LargeCommunity{{Global: 1, Local1: 2, Local2: 3}}, Peers: []netip.Addr{tor.Address}},
+			LargeCommunities: []bgpspec.LargeCommunity{{Global: 1, Local1: 2, Local2: 3}}, Peers: []netip.Addr{tor.Address}},
 	}
 	if d := cmp.Diff(want, got, cmpopts.EquateComparable(netip.Addr{}, netip.Prefix{})); d != "" {
 		t.Errorf("Routes (-want +got):\n%s", d)
@@ -92,7 +92,7 @@ func TestAdvertsRoutes(t *testing.T) {
 			conflicts = append(conflicts, pool+" "+first+" "+second+" "+p.String())
 		}}
 	opts := cmpopts.EquateComparable(netip.Addr{}, netip.Prefix{})
-	want := []bgp.Route{
+	want := []bgpspec.Route{
 		{Prefix: netip.MustParsePrefix("198.18.5.7/32"), LocalPref: 100, Peers: []netip.Addr{tor1.Address, tor2.Address}},
 		{Prefix: netip.MustParsePrefix("198.18.5.0/24"), Communities: []uint32{65535<<16 | 65282}},
 		{Prefix: netip.MustParsePrefix("198.18.0.0/20")},

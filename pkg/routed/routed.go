@@ -10,12 +10,12 @@ import (
 	"sync"
 
 	"github.com/vigil-lb/vigil/internal/journal"
-	"github.com/vigil-lb/vigil/pkg/bgp"
+	"github.com/vigil-lb/vigil/pkg/bgpspec"
 )
 
 // Speaker advertises routes to the node's peers (pkg/bgp).
 type Speaker interface {
-	Announce(ctx context.Context, r bgp.Route) error
+	Announce(ctx context.Context, r bgpspec.Route) error
 	Withdraw(ctx context.Context, p netip.Prefix) error
 }
 
@@ -40,7 +40,7 @@ type Config struct {
 	// Routes gives the routes that carry an address from a pool: its host
 	// prefix or an aggregate holding it, with communities, local
 	// preference and peers (one per advertisement); nil: HostRoutes.
-	Routes func(addr netip.Addr, pool string) []bgp.Route
+	Routes func(addr netip.Addr, pool string) []bgpspec.Route
 	Log    *slog.Logger
 }
 
@@ -72,8 +72,8 @@ func New(cfg Config, sp Speaker, guard Guard, local Local) *Dataplane {
 }
 
 // HostRoutes is a /32 or /128 for a with next hop self.
-func HostRoutes(a netip.Addr, _ string) []bgp.Route {
-	return []bgp.Route{{Prefix: netip.PrefixFrom(a, a.BitLen())}}
+func HostRoutes(a netip.Addr, _ string) []bgpspec.Route {
+	return []bgpspec.Route{{Prefix: netip.PrefixFrom(a, a.BitLen())}}
 }
 
 // Advertise hides a from ARP, binds it on lo, then advertises the routes

@@ -10,7 +10,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
-	"github.com/vigil-lb/vigil/pkg/bgp"
+	"github.com/vigil-lb/vigil/pkg/bgpspec"
 	"github.com/vigil-lb/vigil/pkg/routed"
 )
 
@@ -18,7 +18,7 @@ import (
 // and lo.
 type world struct{ calls []string }
 
-func (w *world) Announce(_ context.Context, r bgp.Route) error {
+func (w *world) Announce(_ context.Context, r bgpspec.Route) error {
 	w.calls = append(w.calls, "announce "+r.Prefix.String())
 	return nil
 }
@@ -134,12 +134,12 @@ func TestAggregates(t *testing.T) {
 	ctx := t.Context()
 	w := &world{}
 	agg := true
-	routes := func(a netip.Addr, _ string) []bgp.Route {
-		host := bgp.Route{Prefix: netip.PrefixFrom(a, 32)}
+	routes := func(a netip.Addr, _ string) []bgpspec.Route {
+		host := bgpspec.Route{Prefix: netip.PrefixFrom(a, 32)}
 		if !agg {
-			return []bgp.Route{host}
+			return []bgpspec.Route{host}
 		}
-		return []bgp.Route{host, {Prefix: netip.PrefixFrom(a, 24).Masked()}}
+		return []bgpspec.Route{host, {Prefix: netip.PrefixFrom(a, 24).Masked()}}
 	}
 	d := routed.New(routed.Config{Routes: routes}, w, nil, nil)
 	a, b := netip.MustParseAddr("198.18.5.1"), netip.MustParseAddr("198.18.5.2")

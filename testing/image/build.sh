@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds vigil's image for linux/amd64 and linux/arm64 without a Docker
-# daemon or a registry: the host's Go cross-compiles a static binary into
-# bin/linux-<arch>/vigil, and buildah (vfs storage, chroot isolation) builds
+# daemon or a registry: the host's Go cross-compiles static binaries into
+# bin/linux-<arch>/ (vigil and vigil-bgp), and buildah (vfs storage, chroot isolation) builds
 # the Dockerfile's "prebuilt" stage (FROM scratch) around it.
 #
 #   testing/image/build.sh            # needs root (buildah with vfs)
@@ -38,7 +38,7 @@ build_binary() {
 	mkdir -p "bin/linux-$arch"
 	CGO_ENABLED=0 GOOS=linux GOARCH=$arch go build -trimpath \
 		-ldflags "-s -w -X github.com/vigil-lb/vigil/pkg/cli.Version=$VERSION" \
-		-o "bin/linux-$arch/vigil" ./cmd/vigil
+		-o "bin/linux-$arch/" ./cmd/vigil ./cmd/vigil-bgp
 }
 
 # export_rootfs copies the image's root filesystem out of buildah's storage.
@@ -81,6 +81,7 @@ for arch in $ARCHES; do
 	export_rootfs "$tag" "$OUT/linux-$arch/rootfs"
 	got=$(run_version "$arch" "$OUT/linux-$arch/rootfs")
 	[[ $got == "$VERSION" ]] || { log "linux/$arch: vigil version printed '$got', want '$VERSION'"; exit 1; }
+	[[ -x $OUT/linux-$arch/rootfs/usr/local/bin/vigil-bgp ]] || { log "linux/$arch: no /usr/local/bin/vigil-bgp in the image"; exit 1; }
 	size=$(du -sb "$OUT/linux-$arch/rootfs" | cut -f1)
 	log "linux/$arch: $tag ok (vigil version: $got); uncompressed $((size / 1000000)) MB ($size bytes)"
 done

@@ -19,13 +19,14 @@ func RepoRoot() string {
 	return filepath.Clean(filepath.Join(filepath.Dir(self), "..", ".."))
 }
 
-// VigilBinary returns $VIGIL_BIN, or builds cmd/vigil into dir.
+// VigilBinary returns $VIGIL_BIN, or builds cmd/vigil into dir (with
+// cmd/vigil-bgp beside it, the BGP speaker the agent starts).
 func VigilBinary(ctx context.Context, dir string) (string, error) {
 	if b := os.Getenv("VIGIL_BIN"); b != "" {
 		return b, nil
 	}
 	bin := filepath.Join(dir, "vigil")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/vigil")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", dir+string(filepath.Separator), "./cmd/vigil", "./cmd/vigil-bgp")
 	cmd.Dir = RepoRoot()
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("build vigil: %w\n%s", err, out)
