@@ -1,6 +1,6 @@
 # vigil's image: two static binaries on an empty base, nothing else — vigil
-# (the agent and every command) and vigil-bgp (the BGP speaker process the
-# agent starts from beside itself when bgp_enable is set).
+# (the agent and every command) and vigil-bgp (the same with its BGP speaker,
+# GoBGP, linked in: `vigil manager` execs into it when bgp_enable is set).
 #
 #   docker build -t vigil .                       # compiles in the golang stage
 #   docker buildx build --platform linux/amd64,linux/arm64 -t vigil .

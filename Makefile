@@ -11,8 +11,8 @@ export CGO_ENABLED ?= 0
 
 all: build
 
-# bin/vigil (the agent and every other command) and bin/vigil-bgp (the BGP
-# speaker process the agent starts from beside itself with bgp_enable).
+# bin/vigil (the agent and every other command) and bin/vigil-bgp (the same
+# with GoBGP linked in; vigil manager execs into it with bgp_enable).
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/ ./cmd/vigil ./cmd/vigil-bgp
 

@@ -8,4 +8,4 @@ import (
 	"github.com/vigil-lb/vigil/pkg/cli"
 )
 
-func main() { os.Exit(cli.Main(os.Args[1:])) }
+func main() { os.Exit(cli.Main(os.Args[1:], nil)) }

@@ -2,8 +2,9 @@
 // next hop self) to routers, wrapping an embedded GoBGP v4 server
 // (github.com/osrg/gobgp/v4). It imports no Kubernetes code and no other
 // vigil package but internal/clock and pkg/bgpspec, whose types (Config,
-// Peer, Route, PeerState...) are its own. Only the speaker process,
-// cmd/vigil-bgp, links it: the agent drives it there through pkg/bgpproc.
+// Peer, Route, PeerState...) are its own. Only cmd/vigil-bgp (vigil with
+// its BGP speaker, which `vigil manager` execs into with bgp_enable) links
+// it.
 //
 // A Speaker holds a desired state, set level-triggered by its callers:
 // SetPeers makes the configured sessions match a list (adding, replacing a

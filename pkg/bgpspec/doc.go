@@ -3,12 +3,11 @@
 // announces (Route, communities) and what it reports (PeerState) — with
 // their validation, and nothing that speaks BGP.
 //
-// It exists so that a process can describe BGP without linking a BGP
-// implementation: the agent plans routes and peers with these types and
-// hands them to the speaker process (pkg/bgpproc), and only that process
-// links GoBGP (pkg/bgp, whose types are these). The types marshal to JSON
-// as they are (netip values as text, durations in nanoseconds); Config's
-// logger and clock do not travel.
+// It exists so that the agent's packages (pkg/cli, pkg/routed) can plan
+// peers and routes without linking a BGP implementation: only vigil-bgp,
+// the build of vigil that links GoBGP (pkg/bgp, whose types are these),
+// has a speaker, and vigil's own binary stays without GoBGP's gRPC and
+// protobuf packages.
 //
 // It imports no Kubernetes code and no other vigil package but
 // internal/clock.

@@ -28,12 +28,10 @@ type Config struct {
 	ListenAddresses []netip.Addr
 	// SourceAddress is the default local address of sessions (optional).
 	SourceAddress netip.Addr
-	// Log receives the speaker's logs (default slog.Default()); it stays in
-	// the process that sets it.
-	Log *slog.Logger `json:"-"`
-	// Clock times the bounded shutdown wait (default clock.Real); it stays
-	// in the process that sets it.
-	Clock clock.Clock `json:"-"`
+	// Log receives the speaker's logs (default slog.Default()).
+	Log *slog.Logger
+	// Clock times the bounded shutdown wait (default clock.Real).
+	Clock clock.Clock
 }
 
 // Peer is one configured BGP session.

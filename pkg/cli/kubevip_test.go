@@ -124,7 +124,7 @@ func TestKubevipAnnotationsNamed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	help := newManagerCommand().Long
+	help := newManagerCommand(program{}).Long
 	for _, a := range kube.KubevipAnnotations() {
 		if !bytes.Contains(raw, []byte("`"+a)) {
 			t.Errorf("%s does not mention `%s`", docPath, a)

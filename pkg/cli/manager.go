@@ -21,7 +21,6 @@ import (
 	"github.com/vigil-lb/vigil/internal/clock"
 	"github.com/vigil-lb/vigil/pkg/agent"
 	"github.com/vigil-lb/vigil/pkg/announce"
-	"github.com/vigil-lb/vigil/pkg/bgpproc"
 	"github.com/vigil-lb/vigil/pkg/crdconfig"
 	"github.com/vigil-lb/vigil/pkg/dhcp"
 	"github.com/vigil-lb/vigil/pkg/dnsname"
@@ -38,6 +37,8 @@ import (
 
 // managerOptions is what `vigil manager` reads from flags and environment.
 type managerOptions struct {
+	// newSpeaker builds the BGP speaker (nil: this binary links none).
+	newSpeaker      NewSpeaker
 	services        bool
 	perService      bool
 	namespace       string
@@ -104,8 +105,8 @@ func managerSettings(o *managerOptions) []setting {
 	return append(table, allocatorSettings(&o.alloc)...)
 }
 
-func newManagerCommand() *cobra.Command {
-	o := &managerOptions{}
+func newManagerCommand(p program) *cobra.Command {
+	o := &managerOptions{newSpeaker: p.newSpeaker}
 	table := managerSettings(o)
 	cmd := &cobra.Command{
 		Use:   "manager",
@@ -127,6 +128,9 @@ func newManagerCommand() *cobra.Command {
 				return err
 			}
 			o.bgpCfg = cfg
+			if o.bgp.enable && o.newSpeaker == nil {
+				return execWithBGP(p.args)
+			}
 			if o.allocator {
 				o.alloc.class, o.alloc.metallb = o.class, o.metallb
 				if err := o.alloc.resolve(os.Getenv, os.ReadFile); err != nil {
@@ -189,7 +193,7 @@ type manager struct {
 	dp      *vip.Manager
 	el      runElector
 	pm      *upnp.Manager
-	speaker *bgpproc.Remote
+	speaker Speaker
 	routed  *routed.Dataplane
 	crds    *crdconfig.Source
 	// sessions: every node's published BGP sessions, for BGPPeer status.

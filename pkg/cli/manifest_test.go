@@ -45,7 +45,7 @@ func repoRoot(t *testing.T) string {
 func run(t *testing.T, args ...string) string {
 	t.Helper()
 	var out bytes.Buffer
-	root := newRoot()
+	root := newRoot(program{})
 	root.SetArgs(args)
 	root.SetOut(&out)
 	root.SetErr(&out)
@@ -536,7 +536,7 @@ func TestManifestElectionModeFlag(t *testing.T) {
 		t.Errorf("--election-mode defaults to %q, the manager to %q", got, want)
 	}
 	for _, kind := range []string{"pod", "daemonset"} {
-		cmd := newRoot()
+		cmd := newRoot(program{})
 		cmd.SetArgs([]string{"manifest", kind, "--election-mode=gossip"})
 		cmd.SetOut(io.Discard)
 		cmd.SetErr(io.Discard)
@@ -635,7 +635,7 @@ func TestManifestBGP(t *testing.T) {
 		t.Error("--service-election=true given with --bgp was overridden")
 	}
 	for _, args := range [][]string{{"--bgp", "--bgp-as", "0"}, {"--bgp", "--bgp-peers", "bogus"}} {
-		cmd := newRoot()
+		cmd := newRoot(program{})
 		cmd.SetArgs(append([]string{"manifest", "daemonset"}, args...))
 		cmd.SetOut(io.Discard)
 		cmd.SetErr(io.Discard)

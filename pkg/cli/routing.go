@@ -11,6 +11,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"syscall"
 
 	"github.com/google/nftables"
 	corev1 "k8s.io/api/core/v1"
@@ -19,7 +20,6 @@ import (
 	"k8s.io/client-go/dynamic"
 
 	"github.com/vigil-lb/vigil/pkg/arpguard"
-	"github.com/vigil-lb/vigil/pkg/bgpproc"
 	"github.com/vigil-lb/vigil/pkg/bgpspec"
 	"github.com/vigil-lb/vigil/pkg/crdconfig"
 	"github.com/vigil-lb/vigil/pkg/kubeclient"
@@ -53,17 +53,9 @@ func (m *manager) router(client *kubeclient.Clientset) error {
 		return err
 	}
 	c := m.o.bgpCfg
-	exe, err := speakerExecutable()
-	if err != nil {
-		return err
-	}
-	var lvl slog.Level
-	_ = lvl.UnmarshalText([]byte(m.o.logLevel)) // validated at start-up
-	sp, err := bgpproc.New(bgpproc.Options{
-		Start: bgpproc.Command(exe),
-		Speaker: bgpspec.Config{ASN: c.speaker.ASN, RouterID: c.speaker.RouterID,
-			ListenPort: c.speaker.ListenPort, SourceAddress: c.speaker.SourceAddress},
-		LogLevel: lvl, Log: m.log,
+	sp, err := m.o.newSpeaker(bgpspec.Config{
+		ASN: c.speaker.ASN, RouterID: c.speaker.RouterID, ListenPort: c.speaker.ListenPort,
+		SourceAddress: c.speaker.SourceAddress, Log: m.log.With("component", "bgp"),
 	})
 	if err != nil {
 		return fmt.Errorf("bgp: %w", err)
@@ -78,24 +70,27 @@ func (m *manager) router(client *kubeclient.Clientset) error {
 	return m.localRouted(cfg, sp)
 }
 
-// speakerName is the BGP speaker's executable (cmd/vigil-bgp).
-const speakerName = "vigil-bgp"
+// bgpBuild is the build of vigil that links the BGP speaker (cmd/vigil-bgp).
+const bgpBuild = "vigil-bgp"
 
-// speakerExecutable finds the BGP speaker beside the agent's own executable,
-// else in $PATH.
-func speakerExecutable() (string, error) {
+// execWithBGP replaces this process (same PID, arguments and environment)
+// with vigil-bgp, found beside this executable or in $PATH: vigil's own
+// binary does not link GoBGP, whose packages cost every process that links
+// them about 10 MiB, so an agent pays for BGP only when it speaks it. It
+// returns only on failure.
+func execWithBGP(args []string) error {
 	self, err := os.Executable()
-	if err == nil {
-		beside := filepath.Join(filepath.Dir(self), speakerName)
-		if _, err := os.Stat(beside); err == nil {
-			return beside, nil
+	if err != nil {
+		return fmt.Errorf("bgp_enable=true: find this executable: %w", err)
+	}
+	path := filepath.Join(filepath.Dir(self), bgpBuild)
+	if _, err := os.Stat(path); err != nil {
+		if path, err = exec.LookPath(bgpBuild); err != nil {
+			return fmt.Errorf("bgp_enable=true needs %s (vigil with its BGP speaker) beside %s or in $PATH: %w", bgpBuild, self, err)
 		}
 	}
-	p, err := exec.LookPath(speakerName)
-	if err != nil {
-		return "", fmt.Errorf("bgp_enable=true needs the BGP speaker %s beside %s or in $PATH: %w", speakerName, self, err)
-	}
-	return p, nil
+	argv := append([]string{path}, args...)
+	return fmt.Errorf("bgp_enable=true: exec %s: %w", path, syscall.Exec(path, argv, os.Environ()))
 }
 
 // routesJournal is the routed dataplane's journal beside the VIP journal
@@ -213,7 +208,7 @@ func (m *manager) peering(client *kubeclient.Clientset) {
 // speakerSessions gives the peers this node must have to the speaker,
 // with the router id they name (routerID on BGPPeers) or the settings'.
 type speakerSessions struct {
-	sp       *bgpproc.Remote
+	sp       Speaker
 	routerID netip.Addr // from bgp_routerid or the node's address
 	log      *slog.Logger
 }

@@ -323,7 +323,7 @@ func TestListNodePeers(t *testing.T) {
 }
 
 func TestStatusFlags(t *testing.T) {
-	root := newRoot()
+	root := newRoot(program{})
 	root.SetArgs([]string{"status", "-n", "default", "-A"})
 	root.SetOut(&bytes.Buffer{})
 	err := root.Execute()
@@ -334,7 +334,7 @@ func TestStatusFlags(t *testing.T) {
 
 func TestStatusKubeconfigFromEnvironment(t *testing.T) {
 	t.Setenv("k8s_config_file", "/nonexistent/vigil-test-kubeconfig")
-	root := newRoot()
+	root := newRoot(program{})
 	root.SetArgs([]string{"status"})
 	root.SetOut(&bytes.Buffer{})
 	err := root.Execute()

@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -513,60 +512,27 @@ func createBigService(c *cluster, cs kubernetes.Interface, i int) error {
 	return err
 }
 
-// rss reads a memory field (VmRSS, VmHWM) of every agent, in MiB: the
-// agent's process and its BGP speaker process (vigil-bgp) together.
+// rss reads a memory field (VmRSS, VmHWM) of every agent, in MiB.
 func (b *bgpBench) rss(field string) []float64 {
 	b.t.Helper()
 	var out []float64
 	for _, h := range b.c.n.Nodes {
-		pid := b.c.agents[h.Name].Pid()
-		var sum float64
-		for _, p := range []struct {
-			pid  int
-			name string
-		}{{pid, "vigil"}, {speakerPid(b.t, pid), "vigil-bgp"}} {
-			raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.pid))
-			if err != nil {
-				b.t.Fatal(err)
-			}
-			if !strings.Contains(string(raw), "Name:\t"+p.name+"\n") {
-				b.t.Fatalf("pid %d is not %s's %s:\n%s", p.pid, h.Name, p.name, raw)
-			}
-			kib, err := statusKiB(string(raw), field)
-			if err != nil {
-				b.t.Fatalf("%s's %s: %v", h.Name, p.name, err)
-			}
-			sum += kib / 1024
+		raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", b.c.agents[h.Name].Pid()))
+		if err != nil {
+			b.t.Fatal(err)
 		}
-		out = append(out, sum)
+		// vigil, or vigil-bgp (vigil with its BGP speaker) once a manager
+		// with bgp_enable has exec'd into it.
+		if !strings.Contains(string(raw), "Name:\tvigil\n") && !strings.Contains(string(raw), "Name:\tvigil-bgp\n") {
+			b.t.Fatalf("pid %d is not %s's vigil:\n%s", b.c.agents[h.Name].Pid(), h.Name, raw)
+		}
+		kib, err := statusKiB(string(raw), field)
+		if err != nil {
+			b.t.Fatalf("%s's agent: %v", h.Name, err)
+		}
+		out = append(out, kib/1024)
 	}
 	return out
-}
-
-// speakerPid is the agent's child process, its BGP speaker: the children
-// of every thread of the agent (the thread that started it may not be the
-// main one).
-func speakerPid(t *testing.T, agent int) int {
-	t.Helper()
-	lists, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", agent))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var kids []string
-	for _, l := range lists {
-		raw, err := os.ReadFile(l)
-		if err == nil {
-			kids = append(kids, strings.Fields(string(raw))...)
-		}
-	}
-	if len(kids) != 1 {
-		t.Fatalf("agent %d has children %v, want its one BGP speaker", agent, kids)
-	}
-	pid, err := strconv.Atoi(kids[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pid
 }
 
 // statusKiB parses "Field:   1234 kB" out of /proc/<pid>/status.
@@ -603,11 +569,11 @@ var bgpBenchRows = []struct{ key, what, unit, kubeVIP, target string }{
 	{"1000-first", "1,000 Services → all 1,000 ECMP routes on the router, from the first Create", "s", "—", "≤ 3 s"},
 	{"1000-last", "… from the last Create answered", "s", "—", "—"},
 	{"1000-cold", "1,000 Services in place, all 3 agents started → all 1,000 ECMP routes", "s", "—", "≤ 3 s"},
-	{"rss-idle", "agent + speaker RSS, sessions up, no Service (each node)", "MiB", "—", "—"},
-	{"rss-1000", "agent + speaker RSS at 1,000 routes (each node)", "MiB", "—", "≤ 60 MiB"},
+	{"rss-idle", "agent RSS, sessions up, no Service (each agent)", "MiB", "—", "—"},
+	{"rss-1000", "agent RSS at 1,000 routes (each agent)", "MiB", "—", "≤ 60 MiB"},
 	{"anon-1000", "… of which private memory (RssAnon: heap, stacks)", "MiB", "—", "—"},
-	{"file-1000", "… of which the binaries' pages mapped from the page cache (RssFile, shared)", "MiB", "—", "—"},
-	{"hwm-1000", "peak RSS (VmHWM of the agent + of the speaker) 5 s after (each node)", "MiB", "—", "—"},
+	{"file-1000", "… of which the binary's pages mapped from the page cache (RssFile, shared)", "MiB", "—", "—"},
+	{"hwm-1000", "agent peak RSS (VmHWM) 5 s after (each agent)", "MiB", "—", "—"},
 }
 
 const bgpBenchHow = `# BGP benchmark (` + "`make bench-bgp`" + `)
@@ -657,11 +623,12 @@ most one interval plus one dump (well under 1 ms for a few routes).
   routes are queued meanwhile. The three agents share the lab's 2 CPUs and the
   kernel's one RTNL lock (every VIP is an address on each node's lo), which three
   real nodes would not. Agents keep their journals on tmpfs, as ` + "`/run/vigil`" + ` is on a node.
-- **RSS**: VmRSS from ` + "`/proc/<pid>/status`" + ` of each agent process plus its BGP
-  speaker process, vigil-bgp (one sample per node): with sessions up before any Service, and at the moment the 1,000th route is
+- **RSS**: VmRSS from ` + "`/proc/<pid>/status`" + ` of each agent process (vigil-bgp, the
+  build of vigil with its BGP speaker, which ` + "`vigil manager`" + ` execs into with bgp_enable; one sample per
+  agent): with sessions up before any Service, and at the moment the 1,000th route is
   complete, split into RssAnon (the process's own memory: heap, stacks) and RssFile
   (pages of the executable mapped from the page cache: shared, and reclaimable by
-  the kernel); VmHWM (each process's peak, summed) 5 s later. The binaries are run from the
+  the kernel); VmHWM (the process's peak) 5 s later. The binary is run from the
   repository's bin/ on disk (from a tmpfs, every page of it counts as resident).
 
 kube-vip's figures are its BGP mode measured against BIRD 2 in this kind of lab

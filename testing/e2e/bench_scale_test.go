@@ -400,7 +400,7 @@ func scaleDoc(results []scaleResult, window time.Duration, env []string, loadBef
 - **crash**: the agent holding the most VIPs is killed and its cable pulled; the time until every one of its VIPs is bound on exactly one other node, and (first) until the first is: the holder's Lease running out (node mode: a LeaseDuration after its last heartbeat, up to LeaseDuration/3 before the crash); the rest is the takeover itself.
 - **lease req/s**: increase of the API server's ` + "`apiserver_request_total{resource=\"leases\"}`" + ` over the window, by verb (every client: the test itself sends none).
 - **holder changes**: VIPs whose single holder changed (or that stopped being bound) between two 250 ms samples during the window; 0 means no flap.
-- **CPU**: utime+stime of each agent over the window, in % of one core. **RSS**: VmRSS at the end of the window, and in brackets RssAnon, the agent's private memory; the rest (about 29 MiB) is the binary's own file pages, shared page cache, mapped mostly by the Go runtime's package initialisation.
+- **CPU**: utime+stime of each agent over the window, in % of one core. **RSS**: VmRSS at the end of the window, and in brackets RssAnon, the agent's private memory; the rest (about 20 MiB; 29 MiB while the agent linked GoBGP, until 2026-12-03) is the binary's own file pages, shared page cache, mapped mostly by the Go runtime's package initialisation.
 `)
 	return b.String()
 }

@@ -20,7 +20,7 @@ func RepoRoot() string {
 }
 
 // VigilBinary returns $VIGIL_BIN, or builds cmd/vigil into dir (with
-// cmd/vigil-bgp beside it, the BGP speaker the agent starts).
+// cmd/vigil-bgp beside it, which a manager with bgp_enable execs into).
 func VigilBinary(ctx context.Context, dir string) (string, error) {
 	if b := os.Getenv("VIGIL_BIN"); b != "" {
 		return b, nil

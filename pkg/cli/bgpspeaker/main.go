@@ -1,43 +1,19 @@
-// Package bgpspeaker wires vigil's BGP speaker process (cmd/vigil-bgp):
-// GoBGP's speaker (pkg/bgp) served to the agent over stdin and stdout
-// (pkg/bgpproc). It is apart from pkg/cli so that the agent's binary does
-// not link GoBGP.
+// Package bgpspeaker gives vigil's command line GoBGP's speaker (pkg/bgp).
+// Only cmd/vigil-bgp imports it: vigil's own binary does not link GoBGP,
+// and its manager becomes vigil-bgp when bgp_enable asks for BGP.
 package bgpspeaker
 
 import (
-	"context"
-	"fmt"
-	"log/slog"
-	"os"
-	"os/signal"
-	"syscall"
-
-	"github.com/vigil-lb/vigil/internal/clock"
 	"github.com/vigil-lb/vigil/pkg/bgp"
-	"github.com/vigil-lb/vigil/pkg/bgpproc"
+	"github.com/vigil-lb/vigil/pkg/bgpspec"
+	"github.com/vigil-lb/vigil/pkg/cli"
 )
 
-// Main runs the speaker process until the agent stops it and returns the
-// exit code. It takes no arguments: everything comes from the agent's start
-// request. SIGTERM and SIGINT stop it as the agent's stop does.
-func Main(args []string) int {
-	if len(args) > 0 {
-		fmt.Fprintln(os.Stderr, "vigil-bgp takes no arguments: it is started by `vigil manager` with bgp_enable=true")
-		return 2
+// New builds GoBGP's speaker as the manager's cli.Speaker.
+func New(c bgpspec.Config) (cli.Speaker, error) {
+	s, err := bgp.New(c)
+	if err != nil {
+		return nil, err // not a nil *bgp.Speaker in a non-nil interface
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	defer stop()
-	proto := os.Stdout
-	os.Stdout = os.Stderr // stdout is the agent's: nothing else may write there
-	if err := bgpproc.Serve(ctx, os.Stdin, proto, newSpeaker, clock.Real{}); err != nil {
-		fmt.Fprintln(os.Stderr, "vigil-bgp:", err)
-		return 1
-	}
-	return 0
-}
-
-func newSpeaker(st bgpproc.Start) (bgpproc.Speaker, error) {
-	cfg := st.Speaker
-	cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: st.LogLevel})).With("process", "vigil-bgp")
-	return bgp.New(cfg)
+	return s, nil
 }
