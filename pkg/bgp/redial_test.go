@@ -20,7 +20,7 @@ func TestDroppedSessionRedialled(t *testing.T) {
 	if err := p.node.Announce(ctx, Route{Prefix: v4VIP}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "route on the router", func() bool { return len(rib(t, p.router)) == 1 })
+	eventually(t, 20*time.Second, "route on the router", func() bool { return len(rib(t, p.router)) == 1 })
 	p.router.op.Lock()
 	err := p.router.srv.ResetPeer(ctx, &api.ResetPeerRequest{Address: "127.0.0.2", Communication: "test"})
 	p.router.op.Unlock()
@@ -30,7 +30,7 @@ func TestDroppedSessionRedialled(t *testing.T) {
 	eventually(t, 5*time.Second, "the node redials", func() bool { p.node.mu.Lock(); defer p.node.mu.Unlock(); return p.node.redials == 1 })
 	start := time.Now()
 	eventually(t, 20*time.Second, "session established again", established(t, p.node, 1))
-	eventually(t, 5*time.Second, "route on the router again", func() bool { return len(rib(t, p.router)) == 1 })
+	eventually(t, 20*time.Second, "route on the router again", func() bool { return len(rib(t, p.router)) == 1 })
 	t.Logf("established again %v after the redial", time.Since(start).Round(time.Millisecond))
 }
 
