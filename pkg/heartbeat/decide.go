@@ -69,13 +69,9 @@ func (e *Elector) decide(key election.Key, cached *coordinationv1.Lease, now tim
 		return decision{} // the informer's event since has queued key again
 	}
 	d := decision{cached: cached}
-	var r svcRec
-	if cached != nil {
-		r = parseSvc(cached, now)
-		if seen, ok := e.svcs[key]; ok && seen.same(r) {
-			r = seen
-		}
-	}
+	// Not stale: the record the handler stored is exactly cached's (none
+	// when cached is nil), with when it was first seen so.
+	r := e.svcs[key]
 	switch {
 	case cached != nil && e.mine(r):
 		return e.decideMine(c, cached, now, d)
@@ -84,11 +80,11 @@ func (e *Elector) decide(key election.Key, cached *coordinationv1.Lease, now tim
 		return e.decideOther(key, c, r, now, d)
 	case c.held && c.confirmed:
 		d.notify = e.loseLocked(key, c, "lease released or deleted by another")
-		return e.decideFree(key, c, cached, e.svcs[key].releasedBy, now, d)
+		return e.decideFree(key, c, cached, r.releasedBy, now, d)
 	case c.held:
 		return d // our create has not reached the informer yet
 	}
-	return e.decideFree(key, c, cached, e.svcs[key].releasedBy, now, d)
+	return e.decideFree(key, c, cached, r.releasedBy, now, d)
 }
 
 // staleLocked reports whether the cached Lease step read is not the one
