@@ -52,9 +52,9 @@ func (e *Elector) readForeign(ctx context.Context, r *race) {
 	}
 	r.foreign = l
 	o := observe(l, e.clock.Now())
-	if _, rec := e.record(r.key, &o, l.ResourceVersion); rec != nil {
-		wakeUp(rec)
-	}
+	// Recorded as an informer event would be, but without waking r: r is
+	// the caller, and a wake would make it read again at once, in a loop.
+	e.record(r.key, &o, l.ResourceVersion)
 }
 
 // contendForeign is a step while the Lease is foreign: look again every

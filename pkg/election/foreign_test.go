@@ -2,9 +2,12 @@ package election
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"testing"
 	"time"
+
+	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/vigil-lb/vigil/internal/clock/clocktest"
 )
@@ -45,6 +48,28 @@ func TestForeignLeaseExpires(t *testing.T) {
 	}
 	if tr := a.transitions(web); tr != 1 {
 		t.Errorf("leaseTransitions = %d, want 1", tr)
+	}
+}
+
+// A foreign Lease is read once per RetryPeriod, not in a loop (its read
+// used to wake its own race, which read it again at once: thousands of GETs
+// a second while kube-vip held the Lease).
+func TestForeignLeaseReadOncePerRetryPeriod(t *testing.T) {
+	a := newAPIServer(t)
+	a.holdForeign(web, "node2", t0)
+	n := newNode(t, a, clocktest.New(t0), "node1", "boot-1")
+	n.start()
+	n.e.Campaign(web)
+	n.advance(time.Second)
+	gets := func() int {
+		return len(slices.DeleteFunc(n.cs.Actions(), func(a k8stesting.Action) bool {
+			return a.GetResource() != leasesGVR || a.GetVerb() != "get"
+		}))
+	}
+	before := gets()
+	n.advance(4 * time.Second)
+	if got := gets() - before; got != 3 {
+		t.Errorf("%d GETs over three RetryPeriods, want 3", got)
 	}
 }
 

@@ -307,17 +307,27 @@ func (n *node) waitObserved(key Key) {
 // lead campaigns for key and waits until the node leads it.
 func (n *node) lead(key Key) {
 	n.t.Helper()
+	n.e.mu.Lock()
+	o, seen := n.e.observed[key]
+	newHolder := !seen || !n.e.mine(o)
+	n.e.mu.Unlock()
+	want := n.notified(key) + 1 // leading starts
+	if newHolder {
+		want++ // the handler sees the holder change
+	}
 	n.e.Campaign(key)
 	n.waitFor("leading "+key.String(), func() bool { return n.e.Leading(key) })
 	// The lister is updated before the event handlers run: leading can
-	// start (and notify) before the handler has recorded our write (and
-	// notifies the new holder). Wait for that too, so a test counting
-	// notifications from here sees only the ones it causes.
-	n.waitFor("our record observed", func() bool {
+	// start (and notify) before the handler has recorded our write, and the
+	// handler records it before it notifies the new holder. Wait for both
+	// notifications, so a test counting them from here sees only the ones
+	// it causes.
+	n.waitFor("our record observed and notified", func() bool {
 		n.e.mu.Lock()
-		defer n.e.mu.Unlock()
 		o, ok := n.e.observed[key]
-		return ok && n.e.mine(o)
+		mine := ok && n.e.mine(o)
+		n.e.mu.Unlock()
+		return mine && n.notified(key) >= want
 	})
 }
 
