@@ -95,6 +95,7 @@ type scaleResult struct {
 	changes    int // holder changes seen during the steady window
 	rss, cpu   []float64
 	anon       []float64 // RssAnon: the agent's private memory
+	goMem      []goMem   // the Go runtime's own account, per agent
 	minVIPs    int
 	maxVIPs    int
 	crashHeld  int
@@ -191,7 +192,30 @@ func (res *scaleResult) steady(t *testing.T, c *cluster, cs kubernetes.Interface
 	}
 	mem := &bgpBench{t: t, c: c}
 	res.rss, res.anon = mem.rss("VmRSS"), mem.rss("RssAnon")
+	for _, h := range c.n.Nodes {
+		res.goMem = append(res.goMem, readGoMem(c, h.Name))
+	}
 	res.minVIPs, res.maxVIPs = spread(prev, c.allNodes())
+}
+
+// goMem is what an agent's Go runtime says of its memory, from its
+// metrics (bytes; goroutines a count).
+type goMem struct{ heap, stacks, goroutines float64 }
+
+func readGoMem(c *cluster, node string) goMem {
+	return goMem{
+		heap:       c.metric(node, "go_memstats_heap_inuse_bytes"),
+		stacks:     c.metric(node, "go_memstats_stack_inuse_bytes"),
+		goroutines: c.metric(node, "go_goroutines"),
+	}
+}
+
+func fmtGoMem(ms []goMem) string {
+	var parts []string
+	for _, m := range ms {
+		parts = append(parts, fmt.Sprintf("%.1f / %.1f / %.0f", m.heap/(1<<20), m.stacks/(1<<20), m.goroutines))
+	}
+	return strings.Join(parts, " · ")
 }
 
 // crashFailover kills the agent holding the most VIPs and pulls its cable,
@@ -376,8 +400,8 @@ func scaleDoc(results []scaleResult, window time.Duration, env []string, loadBef
 	b.WriteString("# bench-scale: Services per node count, per election mode\n\n")
 	fmt.Fprintf(&b, "`make bench-scale`; agent settings beyond the lab's: `%s`; steady window %v; load average before %s, after %s.\n\n",
 		strings.Join(env, " "), window, loadBefore, loadAfter)
-	b.WriteString("| nodes | Services | creates (API) | first create → all bound on one node | lease req/s by verb (steady) | holder changes (steady) | agent RSS MiB (private) | agent CPU % | VIPs per node min/max | crash of busiest node (VIPs; first back) → all bound again |\n")
-	b.WriteString("|---|---|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("| nodes | Services | creates (API) | first create → all bound on one node | lease req/s by verb (steady) | holder changes (steady) | agent RSS MiB (private) | heap MiB / stacks MiB / goroutines | agent CPU % | VIPs per node min/max | crash of busiest node (VIPs; first back) → all bound again |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range results {
 		announced := fmtDur(r.announced)
 		if r.announced == 0 {
@@ -391,9 +415,9 @@ func scaleDoc(results []scaleResult, window time.Duration, env []string, loadBef
 		if r.crashFirst > 0 {
 			first = "first " + fmtDur(r.crashFirst)
 		}
-		fmt.Fprintf(&b, "| %d | %d | %s | %s | %s | %d | %s | %s | %d/%d | %s (%d; %s) |\n",
+		fmt.Fprintf(&b, "| %d | %d | %s | %s | %s | %d | %s | %s | %s | %d/%d | %s (%d; %s) |\n",
 			r.row.nodes, r.row.services, fmtDur(r.api), announced, fmtVerbs(r.perVerb), r.changes,
-			fmtRSS(r.rss, r.anon), fmtList(r.cpu, "%.1f"), r.minVIPs, r.maxVIPs, crash, r.crashHeld, first)
+			fmtRSS(r.rss, r.anon), fmtGoMem(r.goMem), fmtList(r.cpu, "%.1f"), r.minVIPs, r.maxVIPs, crash, r.crashHeld, first)
 	}
 	b.WriteString(`
 - **bound**: a VIP counts once it is bound on exactly one node's eth0 (read over netlink every 50 ms; 20 ms after the crash; the crashed node is not read).
@@ -401,6 +425,7 @@ func scaleDoc(results []scaleResult, window time.Duration, env []string, loadBef
 - **lease req/s**: increase of the API server's ` + "`apiserver_request_total{resource=\"leases\"}`" + ` over the window, by verb (every client: the test itself sends none).
 - **holder changes**: VIPs whose single holder changed (or that stopped being bound) between two 250 ms samples during the window; 0 means no flap.
 - **CPU**: utime+stime of each agent over the window, in % of one core. **RSS**: VmRSS at the end of the window, and in brackets RssAnon, the agent's private memory; the rest (about 20 MiB; 29 MiB while the agent linked GoBGP, until 2026-12-03) is the binary's own file pages, shared page cache, mapped mostly by the Go runtime's package initialisation.
+- **heap / stacks / goroutines**: the agent's own ` + "`go_memstats_heap_inuse_bytes`, `go_memstats_stack_inuse_bytes` and `go_goroutines`" + ` at the end of the window, per agent: where the private memory goes.
 `)
 	return b.String()
 }
