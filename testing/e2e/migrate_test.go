@@ -184,11 +184,29 @@ func TestMigrateFromKubeVIP(t *testing.T) {
 
 	c.startAgent("node2", "svc_election=true")
 	c.startAgent("node3", "svc_election=true")
-	time.Sleep(7 * time.Second) // longer than the lease: kube-vip renews, vigil waits
+	c.waitReady("node2")
+	c.waitReady("node3")
+	before, err := leaseRequests(c.ctx, c.cs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const wait = 7 * time.Second
+	time.Sleep(wait) // longer than the lease: kube-vip renews, vigil waits
 	for _, ip := range []netip.Addr{gentle, killed} {
 		if on := c.nodesWith(ip); !slices.Equal(on, []string{"node1"}) {
 			t.Fatalf("%s bound on %v while kube-vip on node1 renews its Lease", ip, on)
 		}
+	}
+	// vigil reads a Lease it cannot watch (no vigil label) once per retry
+	// period: 2 agents × 2 Leases, 4 GETs/s, beside kube-vip's own 2.
+	after, err := leaseRequests(c.ctx, c.cs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if gets := (after["GET"] - before["GET"]) / wait.Seconds(); gets > 12 {
+		t.Errorf("%.0f lease GETs/s while kube-vip holds its Leases, want about 6 (one per Lease per second for each of 2 agents, and kube-vip's)", gets)
+	} else {
+		t.Logf("%.1f lease GETs/s while kube-vip holds its Leases", gets)
 	}
 
 	kvKilled.halt() // SIGKILL: its Lease and address stay
