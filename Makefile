@@ -49,7 +49,7 @@ lab-binaries:
 # packages run one at a time (2 cores). Then the election lab tests again
 # with every agent in node-heartbeat mode (about 80 s; the whole lab runs in
 # that mode with VIGIL_E2E_AGENT_ENV=vigil_election_mode=node).
-NODE_MODE_TESTS := ^(TestSharedAddress|TestLocalTrafficPolicy|TestFailover|TestPartitionedHolderWithdrawsFirst|TestRestartRemovesStaleVIP|TestStalledOrKilledHolderLapses|TestRestartedAgentTakesBackItsService|TestLeaseOfDeletedServiceCleanedUp|TestCutFromAPIAndLANTakenOver)$$
+NODE_MODE_TESTS := ^(TestSharedAddress|TestLocalTrafficPolicy|TestFailover|TestPartitionedHolderWithdrawsFirst|TestRestartRemovesStaleVIP|TestStalledOrKilledHolderLapses|TestRestartedAgentTakesBackItsService|TestLeaseOfDeletedServiceCleanedUp|TestCutFromAPIAndLANTakenOver|TestSteadyClusterIsQuiet)$$
 test-e2e: lab-binaries build image
 	VIGIL_BIN=$(CURDIR)/$(BIN) VIGIL_IMAGE_ROOTFS=$(CURDIR)/bin/image VIGIL_HELM=$$(bash testing/helm/build.sh --path) $(GO) test -count=1 -p 1 -tags e2e -timeout 40m $(E2E_PKGS)
 	VIGIL_BIN=$(CURDIR)/$(BIN) VIGIL_E2E_AGENT_ENV=vigil_election_mode=node $(GO) test -count=1 -tags e2e -timeout 10m -run '$(NODE_MODE_TESTS)' ./testing/e2e/

@@ -324,23 +324,48 @@ func spread(holders map[netip.Addr]string, nodes []string) (lo, hi int) {
 // leaseRequests reads the API server's own count of lease requests, summed
 // per verb over codes and scopes.
 func leaseRequests(ctx context.Context, cs kubernetes.Interface) (map[string]float64, error) {
+	all, err := apiRequests(ctx, cs)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]float64{}
+	for k, v := range all {
+		if k.resource == "leases" {
+			out[k.verb] += v
+		}
+	}
+	return out, nil
+}
+
+// request is one kind of API request the API server counts.
+type request struct{ resource, subresource, verb string }
+
+func (r request) String() string {
+	if r.subresource != "" {
+		return r.verb + " " + r.resource + "/" + r.subresource
+	}
+	return r.verb + " " + r.resource
+}
+
+// apiRequests reads the API server's own count of requests
+// (apiserver_request_total), summed per resource, subresource and verb
+// over codes, scopes and clients.
+func apiRequests(ctx context.Context, cs kubernetes.Interface) (map[request]float64, error) {
 	raw, err := cs.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("API server /metrics: %w", err)
 	}
-	return parseLeaseRequests(string(raw))
+	return parseRequests(string(raw))
 }
 
-// parseLeaseRequests sums apiserver_request_total samples with
-// resource="leases" by their verb label.
-func parseLeaseRequests(text string) (map[string]float64, error) {
-	out := map[string]float64{}
+func parseRequests(text string) (map[request]float64, error) {
+	out := map[request]float64{}
 	sc := bufio.NewScanner(strings.NewReader(text))
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
 		line := sc.Text()
 		rest, ok := strings.CutPrefix(line, "apiserver_request_total{")
-		if !ok || !strings.Contains(rest, `resource="leases"`) {
+		if !ok {
 			continue
 		}
 		labelsPart, value, ok := strings.Cut(rest, "} ")
@@ -351,7 +376,7 @@ func parseLeaseRequests(text string) (map[string]float64, error) {
 		if err != nil {
 			return nil, fmt.Errorf("apiserver_request_total: %q: %w", line, err)
 		}
-		out[label(labelsPart, "verb")] += v
+		out[request{label(labelsPart, "resource"), label(labelsPart, "subresource"), label(labelsPart, "verb")}] += v
 	}
 	return out, sc.Err()
 }
