@@ -146,11 +146,10 @@ type Elector struct {
 
 // race is this node's candidacy for one key.
 type race struct {
-	key  Key
-	wake chan struct{} // capacity 1: look at the Lease again now
-	done chan struct{} // closed when the race goroutine returns
+	key Key
+	run *runner // steps the race (runner.go); started with Run
 
-	// Owned by the race goroutine (and Resign after it stopped).
+	// Owned by the race's steps (and Resign after it stopped).
 	lease    *coordinationv1.Lease // our last accepted write
 	lastSent time.Time             // send time of our last accepted write
 	// foreign is the Lease of this name another controller wrote, read by
@@ -162,9 +161,9 @@ type race struct {
 	epoch   uint64    // the Keeper's epoch when the current step began
 
 	// Guarded by Elector.mu.
-	cancel    context.CancelFunc // nil until Run starts the race
-	held      bool               // we believe the Lease is ours (last write accepted, deadline not passed)
-	confirmed bool               // the informer has shown our holding record
+	started   bool // Run started the race (false: queued)
+	held      bool // we believe the Lease is ours (last write accepted, deadline not passed)
+	confirmed bool // the informer has shown our holding record
 	term      Term
 	kept      time.Time   // when the hold started being kept without the API (zero: it is not)
 	tell      clock.Timer // notifies its key when its wait for room may be told (spread.go; nil: none since it last acquired)
@@ -287,12 +286,10 @@ func (e *Elector) startQueued() {
 	}
 }
 
-// startLocked starts r's goroutine; mu must be held and the elector
-// running.
+// startLocked starts r's steps; mu must be held and the elector running.
 func (e *Elector) startLocked(r *race) {
-	ctx, cancel := context.WithCancel(e.ctx)
-	r.cancel = cancel
-	go e.run(ctx, r)
+	r.started = true
+	r.run.start(e.ctx)
 }
 
 // stopAll ends every race when Run returns; later Campaigns do nothing.
@@ -311,17 +308,17 @@ func (e *Elector) stopAll() {
 	}
 }
 
-// stopRace cancels r, waits for its goroutine and drops its hold; r must
-// already be out of e.races. It reports whether r held its Lease.
+// stopRace stops r's steps (waiting for one in progress) and drops its
+// hold; r must already be out of e.races. It reports whether r held its
+// Lease.
 func (e *Elector) stopRace(r *race) (wasHeld bool) {
 	e.mu.Lock()
-	cancel := r.cancel
+	started := r.started
 	e.mu.Unlock()
-	if cancel == nil {
+	r.run.stop()
+	if !started {
 		return false // queued, never started
 	}
-	cancel()
-	<-r.done
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	wasHeld = r.held
@@ -385,7 +382,8 @@ func (e *Elector) Campaign(key Key) {
 	if _, ok := e.races[key]; ok {
 		return
 	}
-	r := &race{key: key, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	r := &race{key: key}
+	r.run = newRunner(e.clock, func(ctx context.Context) time.Time { return e.step(ctx, r) })
 	e.races[key] = r
 	if e.phase == running {
 		e.startLocked(r)

@@ -262,10 +262,23 @@ func (n *node) waitFor(what string, cond func() bool) {
 	}
 }
 
-// raceTimers returns the state of the race loops' timers (the elector's
-// only channel timers).
+// raceTimers returns the state of the races' step timers, one per started
+// race (a race whose first step has not armed one yet counts as Fired:
+// its step is due).
 func (n *node) raceTimers() []clocktest.TimerState {
-	return slices.DeleteFunc(n.clk.Timers(), func(s clocktest.TimerState) bool { return s.Func })
+	n.e.mu.Lock()
+	races := make([]*race, 0, len(n.e.races))
+	for _, r := range n.e.races {
+		if r.started {
+			races = append(races, r)
+		}
+	}
+	n.e.mu.Unlock()
+	out := make([]clocktest.TimerState, 0, len(races))
+	for _, r := range races {
+		out = append(out, r.run.timerState(n.clk))
+	}
+	return out
 }
 
 // waitRacesArmed waits until every race of the node (want of them) has
@@ -359,4 +372,18 @@ func (a *apiServer) holdForeign(key Key, holder string, renew time.Time) {
 	if _, err := a.write(l, create); err != nil {
 		a.t.Fatalf("hold %s for %s: %v", key, holder, err)
 	}
+}
+
+// timerState is the state of u's step timer on clk: a step that is due or
+// running and has not armed one yet counts as Fired.
+func (u *runner) timerState(clk *clocktest.Fake) clocktest.TimerState {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	switch {
+	case u.timer != nil:
+		return clk.StateOf(u.timer)
+	case u.stepping:
+		return clocktest.TimerState{State: clocktest.Fired, Func: true}
+	}
+	return clocktest.TimerState{State: clocktest.Stopped, Func: true}
 }

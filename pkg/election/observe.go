@@ -126,9 +126,4 @@ func (e *Elector) expired(key Key, o observation) {
 }
 
 // wakeUp makes r look at its Lease again.
-func wakeUp(r *race) {
-	select {
-	case r.wake <- struct{}{}:
-	default:
-	}
-}
+func wakeUp(r *race) { r.run.kick() }

@@ -8,31 +8,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 )
 
-// run is the race goroutine for one key: a step at once, then whenever the
-// step asks for one or the informer wakes it.
-func (e *Elector) run(ctx context.Context, r *race) {
-	defer close(r.done)
-	timer := e.clock.NewTimer()
-	defer timer.Stop()
-	timer.Reset(e.clock.Now())
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-r.wake:
-		case <-timer.C():
-		}
-		if ctx.Err() != nil {
-			return
-		}
-		if next := e.step(ctx, r); next.IsZero() {
-			timer.Stop()
-		} else {
-			timer.Reset(next)
-		}
-	}
-}
-
 // view is what one step of a race knows: the cached record and this
 // node's state, read together.
 type view struct {

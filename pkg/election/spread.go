@@ -124,7 +124,7 @@ func (e *Elector) firstRenewal(key Key, sent time.Time) time.Time {
 // mayAcquire takes an acquisition slot for r, or says when to try again:
 // while a renewal failed (or was slow) within the last RetryPeriod, or
 // MaxAcquiring are in flight; zero retry when this node is full (MaxHeld):
-// r is woken when a hold ends. Called from r's goroutine (r.freeAt is its
+// r is woken when a hold ends. Called from r's step (r.freeAt is its
 // own). acquired must be called after the write when ok.
 func (e *Elector) mayAcquire(r *race, now time.Time) (ok bool, retry time.Time) {
 	if e.cfg.MaxAcquiring <= 0 && e.cfg.MaxHeld <= 0 {

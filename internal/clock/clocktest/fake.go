@@ -150,6 +150,15 @@ func (f *Fake) Timers() []TimerState {
 	return out
 }
 
+// StateOf returns the state of t, a timer of f (a callback that fired or
+// was stopped stays Fired or Stopped).
+func (f *Fake) StateOf(t clock.Timer) TimerState {
+	ft := t.(*fakeTimer)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return TimerState{At: ft.at, State: ft.state, Func: ft.fn != nil}
+}
+
 // Pending returns the deadlines of the armed timers and callbacks, sorted.
 func (f *Fake) Pending() []time.Time {
 	var out []time.Time
