@@ -20,6 +20,10 @@
 //     previous life.
 //   - A 409 Conflict is never retried over the same record: a holder steps
 //     down, a candidate waits until the informer shows what changed.
+//   - A race costs no goroutine while it waits: its steps run one at a time
+//     on a goroutine its timer or a wake-up starts, gone when no step is due
+//     (runner.go), so thousands of candidacies cost their state, not their
+//     stacks.
 //
 // Term gives a holder's current deadline (stop announcing by then) and
 // expiry (no follower takes over before then), e.g. for kernel address
