@@ -51,16 +51,24 @@ func TestForeignLeaseExpires(t *testing.T) {
 	}
 }
 
-// A foreign Lease is read once per RetryPeriod, not in a loop (its read
-// used to wake its own race, which read it again at once: thousands of GETs
-// a second while kube-vip held the Lease).
-func TestForeignLeaseReadOncePerRetryPeriod(t *testing.T) {
+// campaignOverForeign runs node1 campaigning for web, which kube-vip on
+// node2 holds (renewed at t0), up to +1s.
+func campaignOverForeign(t *testing.T) (*apiServer, *node) {
+	t.Helper()
 	a := newAPIServer(t)
 	a.holdForeign(web, "node2", t0)
 	n := newNode(t, a, clocktest.New(t0), "node1", "boot-1")
 	n.start()
 	n.e.Campaign(web)
 	n.advance(time.Second)
+	return a, n
+}
+
+// A foreign Lease is read once per RetryPeriod, not in a loop (its read
+// used to wake its own race, which read it again at once: thousands of GETs
+// a second while kube-vip held the Lease).
+func TestForeignLeaseReadOncePerRetryPeriod(t *testing.T) {
+	_, n := campaignOverForeign(t)
 	gets := func() int {
 		return len(slices.DeleteFunc(n.cs.Actions(), func(a k8stesting.Action) bool {
 			return a.GetResource() != leasesGVR || a.GetVerb() != "get"
@@ -76,12 +84,7 @@ func TestForeignLeaseReadOncePerRetryPeriod(t *testing.T) {
 // kube-vip releases its Lease before it removes the address: a release by
 // a foreign holder is taken only RenewDeadline (3 s) after it was seen.
 func TestForeignLeaseReleased(t *testing.T) {
-	a := newAPIServer(t)
-	a.holdForeign(web, "node2", t0)
-	n := newNode(t, a, clocktest.New(t0), "node1", "boot-1")
-	n.start()
-	n.e.Campaign(web)
-	n.advance(time.Second)
+	a, n := campaignOverForeign(t)
 	a.holdForeign(web, "", t0.Add(time.Second)) // released at +1s, seen at +2s
 	n.advance(4 * time.Second)
 	if n.e.Leading(web) {
