@@ -161,7 +161,6 @@ type race struct {
 	epoch   uint64    // the Keeper's epoch when the current step began
 
 	// Guarded by Elector.mu.
-	started   bool // Run started the race (false: queued)
 	held      bool // we believe the Lease is ours (last write accepted, deadline not passed)
 	confirmed bool // the informer has shown our holding record
 	term      Term
@@ -288,7 +287,6 @@ func (e *Elector) startQueued() {
 
 // startLocked starts r's steps; mu must be held and the elector running.
 func (e *Elector) startLocked(r *race) {
-	r.started = true
 	r.run.start(e.ctx)
 }
 
@@ -312,11 +310,7 @@ func (e *Elector) stopAll() {
 // hold; r must already be out of e.races. It reports whether r held its
 // Lease.
 func (e *Elector) stopRace(r *race) (wasHeld bool) {
-	e.mu.Lock()
-	started := r.started
-	e.mu.Unlock()
-	r.run.stop()
-	if !started {
+	if !r.run.stop() {
 		return false // queued, never started
 	}
 	e.mu.Lock()

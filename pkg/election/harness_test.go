@@ -269,14 +269,14 @@ func (n *node) raceTimers() []clocktest.TimerState {
 	n.e.mu.Lock()
 	races := make([]*race, 0, len(n.e.races))
 	for _, r := range n.e.races {
-		if r.started {
-			races = append(races, r)
-		}
+		races = append(races, r)
 	}
 	n.e.mu.Unlock()
 	out := make([]clocktest.TimerState, 0, len(races))
 	for _, r := range races {
-		out = append(out, r.run.timerState(n.clk))
+		if s, started := r.run.timerState(n.clk); started {
+			out = append(out, s)
+		}
 	}
 	return out
 }
@@ -374,16 +374,19 @@ func (a *apiServer) holdForeign(key Key, holder string, renew time.Time) {
 	}
 }
 
-// timerState is the state of u's step timer on clk: a step that is due or
-// running and has not armed one yet counts as Fired.
-func (u *runner) timerState(clk *clocktest.Fake) clocktest.TimerState {
+// timerState is the state of u's step timer on clk (a step that is due or
+// running and has not armed one yet counts as Fired), and whether u was
+// started.
+func (u *runner) timerState(clk *clocktest.Fake) (s clocktest.TimerState, started bool) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	switch {
 	case u.timer != nil:
-		return clk.StateOf(u.timer)
+		s = clk.StateOf(u.timer)
 	case u.stepping:
-		return clocktest.TimerState{State: clocktest.Fired, Func: true}
+		s = clocktest.TimerState{State: clocktest.Fired, Func: true}
+	default:
+		s = clocktest.TimerState{State: clocktest.Stopped, Func: true}
 	}
-	return clocktest.TimerState{State: clocktest.Stopped, Func: true}
+	return s, u.ctx != nil
 }

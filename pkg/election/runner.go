@@ -103,12 +103,14 @@ func (u *runner) armLocked(next time.Time) {
 	}
 }
 
-// stop ends the runner (started or not) and waits for a step in progress.
-func (u *runner) stop() {
+// stop ends the runner (started or not), waits for a step in progress,
+// and reports whether it had been started.
+func (u *runner) stop() (started bool) {
 	u.mu.Lock()
+	started = u.ctx != nil
 	if u.stopped {
 		u.mu.Unlock()
-		return
+		return started
 	}
 	u.stopped = true
 	busy, cancel := u.stepping, u.cancel
@@ -122,4 +124,5 @@ func (u *runner) stop() {
 	if busy {
 		<-u.idle
 	}
+	return started
 }

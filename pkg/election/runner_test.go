@@ -29,7 +29,7 @@ func TestRunnerKicksDuringAStepRunItOnceMore(t *testing.T) {
 	})
 	u.kick() // before start: nothing
 	u.start(context.Background())
-	t.Cleanup(u.stop)
+	t.Cleanup(func() { u.stop() })
 	waitClosed(t, entered, "the first step") // one receive
 	u.kick()
 	u.kick()
@@ -54,8 +54,11 @@ func TestRunnerStepsAtTheTimeAsked(t *testing.T) {
 		return time.Time{}
 	})
 	u.start(context.Background())
-	t.Cleanup(u.stop)
-	if !clk.Await(failsafe, func() bool { return u.timerState(clk).State == clocktest.Armed }) {
+	t.Cleanup(func() { u.stop() })
+	if !clk.Await(failsafe, func() bool {
+		s, _ := u.timerState(clk)
+		return s.State == clocktest.Armed
+	}) {
 		t.Fatal("no timer armed after the first step")
 	}
 	clk.Set(t0.Add(999 * time.Millisecond))
@@ -94,7 +97,7 @@ func TestRunnerStopWaitsForTheStep(t *testing.T) {
 	if got := steps.Load(); got != 1 {
 		t.Errorf("%d steps, want 1: nothing steps after stop", got)
 	}
-	if s := u.timerState(clk).State; s == clocktest.Armed {
+	if s, _ := u.timerState(clk); s.State == clocktest.Armed {
 		t.Error("timer armed after stop")
 	}
 }
