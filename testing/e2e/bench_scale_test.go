@@ -203,11 +203,8 @@ func (res *scaleResult) steady(t *testing.T, c *cluster, cs kubernetes.Interface
 type goMem struct{ heap, stacks, goroutines float64 }
 
 func readGoMem(c *cluster, node string) goMem {
-	return goMem{
-		heap:       c.metric(node, "go_memstats_heap_inuse_bytes"),
-		stacks:     c.metric(node, "go_memstats_stack_inuse_bytes"),
-		goroutines: c.metric(node, "go_goroutines"),
-	}
+	m := c.metrics(node, "go_memstats_heap_inuse_bytes", "go_memstats_stack_inuse_bytes", "go_goroutines")
+	return goMem{heap: m[0], stacks: m[1], goroutines: m[2]}
 }
 
 func fmtGoMem(ms []goMem) string {

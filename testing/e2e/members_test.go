@@ -62,19 +62,30 @@ func (c *cluster) nodeObjects() {
 
 // metric reads one unlabelled series from the agent on node (-1: none).
 func (c *cluster) metric(node, name string) float64 {
+	return c.metrics(node, name)[0]
+}
+
+// metrics reads unlabelled series from one scrape of the agent on node,
+// in the order of names (-1: none).
+func (c *cluster) metrics(node string, names ...string) []float64 {
+	out := make([]float64, len(names))
+	for i := range out {
+		out[i] = -1
+	}
 	code, body, err := c.n.HTTPGet(c.ctx, c.node(node), "http://127.0.0.1:2112/metrics")
 	if err != nil || code != 200 {
-		return -1
+		return out
 	}
 	for _, line := range strings.Split(body, "\n") {
-		if v, ok := strings.CutPrefix(line, name+" "); ok {
-			f, err := strconv.ParseFloat(v, 64)
-			if err == nil {
-				return f
+		for i, name := range names {
+			if v, ok := strings.CutPrefix(line, name+" "); ok && out[i] == -1 {
+				if f, err := strconv.ParseFloat(v, 64); err == nil {
+					out[i] = f
+				}
 			}
 		}
 	}
-	return -1
+	return out
 }
 
 // waitMembersSeen waits until every agent hears want others.
