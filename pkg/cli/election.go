@@ -91,13 +91,23 @@ func checkElectionMode(mode string) error {
 const deadMansSwitch = time.Second + netif.LapseSlack + 200*time.Millisecond + time.Second
 
 // minNodeLease is the shortest lease (to 100 ms, rounded up) node mode
-// accepts with retry period retry: heartbeats go every min(lease/3, retry),
-// so lease − min(lease/3, retry) ≥ deadMansSwitch holds from
+// accepts with retry period retry: heartbeats go at least every
+// min(lease/3, retry) (beatInterval), so lease − min(lease/3, retry) ≥ deadMansSwitch holds from
 // deadMansSwitch + retry when retry is the shorter, else from
 // deadMansSwitch × 3/2 — whichever is less.
 func minNodeLease(retry time.Duration) time.Duration {
 	floor := min(deadMansSwitch+retry, deadMansSwitch*3/2)
 	return (floor + 100*time.Millisecond - 1).Truncate(100 * time.Millisecond)
+}
+
+// beatInterval is node mode's heartbeat interval: LeaseDuration/3, or
+// shorter where a bound VIP's kernel lifetime, counted from a heartbeat up
+// to one interval old, would not cover deadMansSwitch (lease −
+// deadMansSwitch), or where a failed heartbeat could not be tried again a
+// retry period later before the renew deadline (renew − retry); but never
+// shorter than min(lease/3, retry), the interval validate proves safe.
+func beatInterval(lease, renew, retry time.Duration) time.Duration {
+	return max(min(lease/3, lease-deadMansSwitch, renew-retry), min(lease/3, retry))
 }
 
 // runElector is what the manager runs and the agent consumes, in either
@@ -202,6 +212,7 @@ func (m *manager) heartbeatElector(leaseClient *kubeclient.Clientset, cfg electi
 	return heartbeat.New(heartbeat.Config{
 		Identity: cfg.Identity, Instance: cfg.Instance,
 		LeaseDuration: cfg.LeaseDuration, RenewDeadline: cfg.RenewDeadline, RetryPeriod: cfg.RetryPeriod,
+		Interval:      beatInterval(cfg.LeaseDuration, cfg.RenewDeadline, cfg.RetryPeriod),
 		NodeNamespace: o.leaseNamespace, Namespace: ns,
 		Keeper: cfg.Keeper, Kept: cfg.Kept, // LAN liveness: the same rules as per-Service mode
 	}, leaseClient, func(k election.Key) { m.ag.LeaseChanged(k) }, m.log)

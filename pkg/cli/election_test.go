@@ -78,6 +78,45 @@ func TestMinNodeLeaseIsTheFloor(t *testing.T) {
 	}
 }
 
+// Node mode beats every LeaseDuration/3 where the kernel-lifetime switch
+// and a retry before the renew deadline allow it, and never less often
+// than min(LeaseDuration/3, RetryPeriod).
+func TestBeatInterval(t *testing.T) {
+	for _, tc := range []struct {
+		lease, renew, retry, want time.Duration
+	}{
+		{15 * time.Second, 10 * time.Second, 2 * time.Second, 5 * time.Second}, // kube-vip's defaults: LeaseDuration/3
+		{6 * time.Second, 4 * time.Second, time.Second, 2 * time.Second},
+		{5 * time.Second, 3 * time.Second, time.Second, 1300 * time.Millisecond}, // the lab's: lease − 3.7 s
+		{4700 * time.Millisecond, 3 * time.Second, time.Second, time.Second},     // the shortest lease: the retry period
+		{10 * time.Second, 2 * time.Second, time.Second, time.Second},            // a retry before the renew deadline
+		{30 * time.Second, 20 * time.Second, 5 * time.Second, 10 * time.Second},
+	} {
+		if got := beatInterval(tc.lease, tc.renew, tc.retry); got != tc.want {
+			t.Errorf("beatInterval(%v, %v, %v) = %v, want %v", tc.lease, tc.renew, tc.retry, got, tc.want)
+		}
+		o := &electionOptions{mode: "node"}
+		if err := o.validate(true, tc.lease, tc.renew, tc.retry); err != nil {
+			t.Errorf("%v/%v/%v refused: %v", tc.lease, tc.renew, tc.retry, err)
+		}
+	}
+	// Whatever validate accepts beats in time for the kernel lifetime,
+	// before the renew deadline, and at least every LeaseDuration/3.
+	step := 100 * time.Millisecond
+	for lease := step; lease <= 12*time.Second; lease += step {
+		for renew := step; renew < lease; renew += step {
+			for retry := step; retry < renew; retry += step {
+				if (&electionOptions{mode: "node"}).validate(true, lease, renew, retry) != nil {
+					continue
+				}
+				if got := beatInterval(lease, renew, retry); got > lease-deadMansSwitch || got >= renew || got > lease/3 {
+					t.Fatalf("beatInterval(%v, %v, %v) = %v", lease, renew, retry, got)
+				}
+			}
+		}
+	}
+}
+
 // A node holds what four fifths of the Lease client's budget renews once
 // per retry period, and always at least one.
 func TestMaxHeld(t *testing.T) {

@@ -15,11 +15,11 @@ import (
 
 // beatState is this node's heartbeat: guarded by Elector.mu.
 type beatState struct {
-	lastSent time.Time   // send time of the last accepted heartbeat (zero: none yet)
-	deadline clock.Timer // fires at lastSent + RenewDeadline (or the kept term's deadline)
-	own      *coordinationv1.Lease
-	kept     time.Time     // when the term started being kept without the API (zero: it is not)
-	keptTerm election.Term // the kept term, while kept
+	lastSent time.Time             // send time of the last accepted heartbeat (zero: none yet)
+	deadline clock.Timer           // fires at lastSent + RenewDeadline (or the kept term's deadline)
+	own      *coordinationv1.Lease // our last accepted write; nil after a failed heartbeat (read it again)
+	kept     time.Time             // when the term started being kept without the API (zero: it is not)
+	keptTerm election.Term         // the kept term, while kept
 }
 
 func (b beatState) term(cfg Config) election.Term {
@@ -36,12 +36,18 @@ func (e *Elector) aliveLocked(now time.Time) bool {
 // NodeLeaseName is the name of node's heartbeat Lease.
 func NodeLeaseName(node string) string { return NodeLeasePrefix + node }
 
-// interval is how often the node Lease is renewed: LeaseDuration/3, or
-// RetryPeriod if that is shorter. A bound VIP's kernel lifetime is counted
-// from the last heartbeat, so a shorter interval leaves it more of its term.
-func (c Config) interval() time.Duration { return min(c.LeaseDuration/3, c.RetryPeriod) }
+// next is when to send the heartbeat after the one sent at sent: an
+// Interval later, or a RetryPeriod later (if that is sooner) after a
+// failed one, so a single failure is tried again before the renew
+// deadline.
+func (c Config) next(sent time.Time, failed bool) time.Time {
+	if failed {
+		return sent.Add(min(c.Interval, c.RetryPeriod))
+	}
+	return sent.Add(c.Interval)
+}
 
-// heartbeat renews this node's Lease every interval until ctx ends.
+// heartbeat renews this node's Lease every Interval until ctx ends.
 func (e *Elector) heartbeat(ctx context.Context) {
 	timer := e.clock.NewTimer()
 	defer timer.Stop()
@@ -54,10 +60,11 @@ func (e *Elector) heartbeat(ctx context.Context) {
 		case <-e.beatNow:
 		}
 		sent := e.clock.Now()
-		if err := e.sendBeat(ctx, sent); err != nil {
+		err := e.sendBeat(ctx, sent)
+		if err != nil {
 			e.log.Warn("heartbeat failed", "err", err)
 		}
-		timer.Reset(sent.Add(e.cfg.interval()))
+		timer.Reset(e.cfg.next(sent, err != nil))
 	}
 }
 

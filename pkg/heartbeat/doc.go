@@ -4,10 +4,12 @@
 // period.
 //
 //   - Each node renews one Lease of its own, vigil-heartbeat-<node>, every
-//     LeaseDuration/3 (or RetryPeriod if shorter: a bound VIP's kernel
-//     lifetime is counted from the last heartbeat). It carries the agent's instance id, the election mode
-//     and the exact durations (annotations: leaseDurationSeconds is whole
-//     seconds, the settings may not be).
+//     Config.Interval (LeaseDuration/3 by default; pkg/cli shortens it
+//     where a bound VIP's kernel lifetime, counted from the last heartbeat,
+//     needs it), and tries a failed heartbeat again a RetryPeriod later. It
+//     carries the agent's instance id, the election mode and the exact
+//     durations (annotations: leaseDurationSeconds is whole seconds, the
+//     settings may not be).
 //   - A Service's Lease (kubevip-<service>, holder = node) is written only
 //     when its ownership changes. A holder leads a Service while the
 //     Service Lease names it (this instance) and until the send time of its

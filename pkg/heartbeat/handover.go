@@ -8,8 +8,7 @@ import (
 
 // Successor names the node that would take key at once were this node to
 // release it now, for an opt-in rebalance: ok only while this node leads key
-// on a heartbeat sent at most two heartbeat intervals ago (not kept by the
-// LAN liveness: the release will land), and a live node of this mode
+// on a fresh heartbeat (freshHoldLocked: the release will land), and a live node of this mode
 // outranks this one for key — the node ranked first takes a released
 // Service at rank 0, with no delay — and every live node has been alive for
 // a LeaseDuration (a node just started may not campaign for the Service
@@ -40,16 +39,17 @@ func (e *Elector) Successor(key election.Key) (string, bool) {
 	return best, true
 }
 
-// freshHoldLocked reports whether this node leads key on a heartbeat sent at
-// most two intervals ago, with no help from the LAN liveness. mu held.
+// freshHoldLocked reports whether this node leads key on a heartbeat with
+// no failed one after it, sent at most Interval + RetryPeriod ago (the next
+// may be on its way), with no help from the LAN liveness. mu held.
 func (e *Elector) freshHoldLocked(key election.Key, now time.Time) bool {
 	c := e.cands[key]
 	r, ok := e.svcs[key]
 	switch {
 	case c == nil || !c.held || !c.confirmed || !ok || !e.mine(r):
 		return false
-	case !e.beat.kept.IsZero() || e.beat.lastSent.IsZero():
-		return false
+	case !e.beat.kept.IsZero() || e.beat.lastSent.IsZero() || e.beat.own == nil:
+		return false // kept, none yet, or the last one failed
 	}
-	return now.Before(e.beat.term(e.cfg).Deadline) && now.Sub(e.beat.lastSent) <= 2*e.cfg.interval()
+	return now.Before(e.beat.term(e.cfg).Deadline) && now.Sub(e.beat.lastSent) <= e.cfg.Interval+e.cfg.RetryPeriod
 }

@@ -31,7 +31,10 @@ type Config struct {
 	Instance      string        // unique per process start
 	LeaseDuration time.Duration // default 5s
 	RenewDeadline time.Duration // default 3s; RetryPeriod < RenewDeadline < LeaseDuration
-	RetryPeriod   time.Duration // default 1s; heartbeat interval if shorter than LeaseDuration/3; retry interval
+	RetryPeriod   time.Duration // default 1s; how soon a failed heartbeat or write is tried again (at most Interval)
+	// Interval is how often the node Lease is renewed; default
+	// LeaseDuration/3. It must be shorter than RenewDeadline.
+	Interval time.Duration
 	// NodeNamespace holds the node Leases (required).
 	NodeNamespace string
 	// Namespace restricts the Lease informer ("" = all namespaces).
@@ -57,6 +60,9 @@ func (c *Config) defaults() error {
 	if c.LeaseDuration == 0 {
 		c.LeaseDuration, c.RenewDeadline, c.RetryPeriod = 5*time.Second, 3*time.Second, time.Second
 	}
+	if c.Interval == 0 {
+		c.Interval = c.LeaseDuration / 3
+	}
 	if c.RankDelay == 0 {
 		c.RankDelay = 100 * time.Millisecond
 	}
@@ -75,6 +81,8 @@ func (c *Config) defaults() error {
 		return fmt.Errorf("heartbeat: renew deadline %v must be shorter than lease duration %v", c.RenewDeadline, c.LeaseDuration)
 	case c.RetryPeriod <= 0 || c.RetryPeriod >= c.RenewDeadline:
 		return fmt.Errorf("heartbeat: retry period %v must be positive and shorter than renew deadline %v", c.RetryPeriod, c.RenewDeadline)
+	case c.Interval <= 0 || c.Interval >= c.RenewDeadline:
+		return fmt.Errorf("heartbeat: interval %v must be positive and shorter than renew deadline %v", c.Interval, c.RenewDeadline)
 	case c.Keeper != nil && c.Keeper.Fresh() >= c.RenewDeadline:
 		return fmt.Errorf("heartbeat: LAN report freshness %v must be shorter than renew deadline %v", c.Keeper.Fresh(), c.RenewDeadline)
 	}

@@ -65,6 +65,42 @@ func TestServiceLeasesWrittenOnlyOnOwnershipChange(t *testing.T) {
 	}
 }
 
+// The node Lease is renewed every Interval (LeaseDuration/3 by default); a
+// failed heartbeat is tried again a RetryPeriod later, before the renew
+// deadline, and the cadence goes back to Interval once one is accepted.
+func TestHeartbeatCadence(t *testing.T) {
+	a := newAPI(t)
+	clk := clocktest.New(t0)
+	n := newNode(t, a, clk, "node1", "i1", func(c *Config) {
+		c.LeaseDuration, c.RenewDeadline, c.RetryPeriod = 6*time.Second, 4*time.Second, time.Second
+	})
+	n.start()
+	at := func(d time.Duration) time.Time { return t0.Add(d) }
+	beatAt := func(d time.Duration) {
+		t.Helper()
+		clk.Set(at(d - time.Millisecond))
+		settle()
+		if got := n.lastBeat(); !got.Before(at(d)) {
+			t.Fatalf("a heartbeat accepted at +%v, before +%v", got.Sub(t0), d)
+		}
+		clk.Set(at(d))
+		n.waitFor("the heartbeat of +"+d.String(), func() bool { return n.lastBeat().Equal(at(d)) })
+	}
+	n.waitFor("the first heartbeat", func() bool { return n.lastBeat().Equal(t0) })
+	beatAt(2 * time.Second) // LeaseDuration/3
+
+	fail := failBeats(n, "node1")
+	before := n.writes(NodeLeasePrefix)
+	clk.Set(at(4 * time.Second))
+	n.waitFor("the failed heartbeat of +4s", func() bool { return n.writes(NodeLeasePrefix) == before+1 })
+	fail.Store(false)
+	beatAt(5 * time.Second) // a RetryPeriod after the failure
+	beatAt(7 * time.Second) // an Interval again
+	if got := n.writes(NodeLeasePrefix); got != before+3 {
+		t.Errorf("%d heartbeat writes from +4s to +7s, want 3", got-before)
+	}
+}
+
 // A holder leads until its last accepted heartbeat's send time +
 // RenewDeadline, and the Term says so.
 func TestHolderStopsAtHeartbeatDeadline(t *testing.T) {
@@ -458,6 +494,7 @@ func TestConfigValidation(t *testing.T) {
 		{"defaults", 0, 0, true},
 		{"sub-second", time.Second, 700 * time.Millisecond, true},
 		{"renew deadline not below the lease", time.Second, time.Second, false},
+		{"interval not below the renew deadline", 9 * time.Second, 3 * time.Second, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			c := Config{Identity: "n", Instance: "i", NodeNamespace: ns, LeaseDuration: tt.ld, RenewDeadline: tt.rd, RetryPeriod: 100 * time.Millisecond}

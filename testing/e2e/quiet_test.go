@@ -16,7 +16,7 @@ import (
 // Lease read in a loop (a foreign Lease's read once looped, 393 GETs/s).
 // Per-Service mode renews each Service's Lease every retry period (1 s);
 // node mode (VIGIL_E2E_AGENT_ENV) renews one Lease per node every
-// min(LeaseDuration/3, retry period): 1 s at the lab's 5/3/1.
+// heartbeat interval: 1.3 s at the lab's 5/3/1 (docs/design.md).
 func TestSteadyClusterIsQuiet(t *testing.T) {
 	const services, window = 10, 15 * time.Second
 	c := newCluster(t, 3)
