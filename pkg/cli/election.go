@@ -92,9 +92,9 @@ const deadMansSwitch = time.Second + netif.LapseSlack + 200*time.Millisecond + t
 
 // minNodeLease is the shortest lease (to 100 ms, rounded up) node mode
 // accepts with retry period retry: heartbeats go at least every
-// min(lease/3, retry) (beatInterval), so lease − min(lease/3, retry) ≥ deadMansSwitch holds from
-// deadMansSwitch + retry when retry is the shorter, else from
-// deadMansSwitch × 3/2 — whichever is less.
+// min(lease/3, retry) (beatInterval), so lease − min(lease/3, retry) ≥
+// deadMansSwitch holds from deadMansSwitch + retry when retry is the
+// shorter, else from deadMansSwitch × 3/2 — whichever is less.
 func minNodeLease(retry time.Duration) time.Duration {
 	floor := min(deadMansSwitch+retry, deadMansSwitch*3/2)
 	return (floor + 100*time.Millisecond - 1).Truncate(100 * time.Millisecond)

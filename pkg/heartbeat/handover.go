@@ -8,8 +8,8 @@ import (
 
 // Successor names the node that would take key at once were this node to
 // release it now, for an opt-in rebalance: ok only while this node leads key
-// on a fresh heartbeat (freshHoldLocked: the release will land), and a live node of this mode
-// outranks this one for key — the node ranked first takes a released
+// on a fresh heartbeat (freshHoldLocked: the release will land), and a live
+// node of this mode outranks this one for key — the node ranked first takes a released
 // Service at rank 0, with no delay — and every live node has been alive for
 // a LeaseDuration (a node just started may not campaign for the Service
 // yet: released to it, the Service would wait for a rank delay and go to
