@@ -83,7 +83,7 @@ func managerSettings(o *managerOptions) []setting {
 		{"node-name", []string{"vip_nodename", "NODE_NAME"}, "this node's name: the Lease holder identity", str(&o.nodeName, hostname())},
 		{"lease-duration", []string{"vip_leaseduration"}, "Lease duration: whole seconds (kube-vip) or a duration such as 700ms", secondsOrDuration(&o.leaseDuration, 5*time.Second)},
 		{"renew-deadline", []string{"vip_renewdeadline"}, "a holder stops announcing this long after its last accepted renewal: seconds or a duration", secondsOrDuration(&o.renewDeadline, 3*time.Second)},
-		{"retry-period", []string{"vip_retryperiod"}, "renew interval: seconds or a duration", secondsOrDuration(&o.retryPeriod, time.Second)},
+		{"retry-period", []string{"vip_retryperiod"}, "renew interval (node mode: heartbeats every lease duration/3 where the kernel-lifetime limit allows; this is the retry after a failed one): seconds or a duration", secondsOrDuration(&o.retryPeriod, time.Second)},
 		{"arp", []string{"vip_arp"}, "announce VIPs with gratuitous ARP / unsolicited NDP", boolean(&o.arp, true)},
 		{"arp-rate", []string{"vip_arpRate"}, "re-announce interval, milliseconds", integer(&o.arpRate, 3000)},
 		{"vip-subnet", []string{"vip_subnet"}, "prefix length of bound VIPs: 32 (IPv4) and 128 (IPv6) are what vigil binds", str(&o.subnet, "")},
