@@ -114,7 +114,7 @@ bench-scale: lab-binaries build
 	@cat $(SCALE_OUT)
 
 # Crash of a node holding 10 Services among ~1,000 (issue 11): three
-# agents hold 880, a fourth is given 10 and crashed, VIGIL_BENCH_RUNS times
+# agents hold 800, a fourth is given 10 and crashed, VIGIL_BENCH_RUNS times
 # (default 3); agent settings from VIGIL_BENCH_ENV; writes CRASH_OUT, e.g.
 # make bench-crash-small VIGIL_BENCH_ENV=vigil_election_mode=node CRASH_OUT=docs/bench-crash-small-node.md
 CRASH_OUT ?= docs/bench-crash-small.md
