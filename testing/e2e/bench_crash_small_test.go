@@ -98,26 +98,11 @@ func (b *smallHolderBench) run() smallCrash {
 	mine := b.createUntilHeld(10)
 	time.Sleep(3 * time.Second) // settle
 	res := smallCrash{services: b.next, held: len(mine)}
-	start := time.Now()
-	c.crash(smallHolder)
-	skip := map[string]bool{smallHolder: true}
-	err := waitEvery(c.ctx, 20*time.Millisecond, time.Minute, func() bool {
-		now := boundVIPs(b.t, b.links, b.next, skip)
-		back := 0
-		for _, vip := range mine {
-			if now[vip] != "" {
-				back++
-			}
-		}
-		if back > 0 && res.first == 0 {
-			res.first = time.Since(start)
-		}
-		return back == len(mine)
-	})
+	var err error
+	res.first, res.last, err = crashUntilTakenOver(b.t, c, b.links, b.next, smallHolder, mine)
 	if err != nil {
 		b.t.Fatalf("%d VIPs of the crashed %s not all bound elsewhere within a minute", len(mine), smallHolder)
 	}
-	res.last = time.Since(start)
 	if err := c.n.RestoreLAN(c.ctx, c.node(smallHolder)); err != nil {
 		b.t.Fatal(err)
 	}

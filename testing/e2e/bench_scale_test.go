@@ -229,25 +229,41 @@ func (res *scaleResult) crashFailover(t *testing.T, c *cluster, links map[string
 			victim = n
 		}
 	}
-	res.crashHeld = count[victim]
+	var vips []netip.Addr
+	for vip, n := range holders {
+		if n == victim {
+			vips = append(vips, vip)
+		}
+	}
+	res.crashHeld = len(vips)
+	res.crashFirst, res.crash, _ = crashUntilTakenOver(t, c, links, res.row.services, victim, vips)
+}
+
+// crashUntilTakenOver kills victim's agent and pulls its cable, then waits
+// until each of vips (among the first n bench VIPs) is bound on exactly one
+// other node: first is when the first one was, all when every one was
+// (zero, with err, if not within a minute).
+func crashUntilTakenOver(t *testing.T, c *cluster, links map[string]*netlink.Handle, n int, victim string, vips []netip.Addr) (first, all time.Duration, err error) {
 	start := time.Now()
 	c.crash(victim)
-	err := waitEvery(c.ctx, 20*time.Millisecond, time.Minute, func() bool {
-		now := boundVIPs(t, links, res.row.services, map[string]bool{victim: true})
+	skip := map[string]bool{victim: true}
+	err = waitEvery(c.ctx, 20*time.Millisecond, time.Minute, func() bool {
+		now := boundVIPs(t, links, n, skip)
 		back := 0
-		for vip, n := range holders {
-			if n == victim && now[vip] != "" {
+		for _, vip := range vips {
+			if now[vip] != "" {
 				back++
 			}
 		}
-		if back > 0 && res.crashFirst == 0 {
-			res.crashFirst = time.Since(start)
+		if back > 0 && first == 0 {
+			first = time.Since(start)
 		}
-		return back == res.crashHeld
+		return back == len(vips)
 	})
 	if err == nil {
-		res.crash = time.Since(start)
+		all = time.Since(start)
 	}
+	return first, all, err
 }
 
 // waitEvery polls cond every period until it holds or within passes.
