@@ -374,17 +374,18 @@ func (a *apiServer) holdForeign(key Key, holder string, renew time.Time) {
 	}
 }
 
-// timerState is the state of u's step timer on clk (a step that is due or
-// running and has not armed one yet counts as Fired), and whether u was
-// started.
+// timerState is the state of u's step timer on clk, and whether u was
+// started. A step that is due or running counts as Fired, even while the
+// timer an earlier step armed is still armed (a kick runs a step before
+// that timer fires): only a finished step has set the timer it states.
 func (u *runner) timerState(clk *clocktest.Fake) (s clocktest.TimerState, started bool) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	switch {
-	case u.timer != nil:
-		s = clk.StateOf(u.timer)
 	case u.stepping:
 		s = clocktest.TimerState{State: clocktest.Fired, Func: true}
+	case u.timer != nil:
+		s = clk.StateOf(u.timer)
 	default:
 		s = clocktest.TimerState{State: clocktest.Stopped, Func: true}
 	}
